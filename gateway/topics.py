@@ -1,0 +1,38 @@
+"""MQTT topic names: ``tuquan/v1/<commune>/<hub>/...`` (docs/topics.md)."""
+
+from __future__ import annotations
+
+ROOT = "tuquan/v1"
+
+
+class HubTopics:
+    """Every topic one hub uses, built once from its commune and id."""
+
+    def __init__(self, commune: str, hub: str) -> None:
+        self.commune = commune
+        self.hub = hub
+        self.base = f"{ROOT}/{commune}/{hub}"
+        self.status = f"{self.base}/status"
+        self.health = f"{self.base}/health"
+        self.receipt = f"{self.base}/receipt"
+        self.cmd_filter = f"{self.base}/cmd/+"
+        self.cmd_result = f"{self.base}/cmd_result"
+
+    def event(self, kind: str) -> str:
+        return f"{self.base}/event/{kind}"
+
+    def snapshot(self, event_id: str) -> str:
+        return f"{self.base}/snapshot/{event_id}"
+
+
+def commune_event_filter(commune: str) -> str:
+    """What a commune receiver subscribes to: every event of every hub of the commune."""
+    return f"{ROOT}/{commune}/+/event/+"
+
+
+def parse_hub_topic(topic: str) -> tuple[str, str, str] | None:
+    """Split ``tuquan/v1/<commune>/<hub>/<rest>`` into (commune, hub, rest); None if foreign."""
+    parts = topic.split("/", 4)
+    if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != ROOT:
+        return None
+    return parts[2], parts[3], parts[4]
