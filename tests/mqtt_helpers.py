@@ -1,0 +1,203 @@
+"""A small MQTT subscriber for tests (paho-mqtt 2, MQTT 5).
+
+    from mqtt_helpers import Subscriber
+
+    with Subscriber(mosquitto, "tuquan/v1/c1/+/receipt") as sub:
+        sub.publish("tuquan/v1/c1/hub-1/event/panic", payload)
+        [msg] = sub.wait_for(1)
+        assert msg.json()["ids"] == [event_id]
+
+The subscription is confirmed (SUBACK) before the constructor returns, so nothing published
+afterwards is missed.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+
+class HasAddress(Protocol):
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+    retain: bool
+    qos: int
+    received_ns: int  # time.monotonic_ns() when the message reached the subscriber
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+def _host_port(broker: HasAddress | str) -> tuple[str, int]:
+    if isinstance(broker, str):
+        host, _, port = broker.rpartition(":")
+        return host, int(port)
+    return broker.host, broker.port
+
+
+class Subscriber:
+    """Connects, subscribes at QoS 1 and collects every message, thread-safely."""
+
+    def __init__(
+        self,
+        broker: HasAddress | str,
+        *topic_filters: str,
+        client_id: str = "",
+        timeout: float = 10.0,
+    ) -> None:
+        self.host, self.port = _host_port(broker)
+        self.timeout = timeout
+        self._cond = threading.Condition()
+        self._messages: list[Message] = []
+        self._connected = threading.Event()
+        self._connect_error: str | None = None
+        self._subacks: dict[int, list[ReasonCode]] = {}
+
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+        self.client.connect(self.host, self.port)
+        self.client.loop_start()
+        try:
+            if not self._connected.wait(timeout):
+                raise AssertionError(f"no CONNACK from {self.host}:{self.port} in {timeout} s")
+            if self._connect_error:
+                raise AssertionError(f"connect refused: {self._connect_error}")
+            if topic_filters:
+                self.subscribe(*topic_filters)
+        except BaseException:
+            self.close()
+            raise
+
+    # paho callbacks (paho's network thread)
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        if rc.is_failure:
+            self._connect_error = str(rc)
+        self._connected.set()
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, rcs: Any, props: Any) -> None:
+        with self._cond:
+            self._subacks[mid] = list(rcs)
+            self._cond.notify_all()
+
+    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        now = time.monotonic_ns()
+        message = Message(msg.topic, bytes(msg.payload), bool(msg.retain), msg.qos, now)
+        with self._cond:
+            self._messages.append(message)
+            self._cond.notify_all()
+
+    def subscribe(self, *topic_filters: str, qos: int = 1) -> None:
+        """Subscribe and wait for the SUBACK; fails if the broker refuses a filter."""
+        result, mid = self.client.subscribe([(t, qos) for t in topic_filters])
+        if result != mqtt.MQTT_ERR_SUCCESS:
+            raise AssertionError(f"subscribe {topic_filters} failed: {mqtt.error_string(result)}")
+        with self._cond:
+            if not self._cond.wait_for(lambda: mid in self._subacks, self.timeout):
+                raise AssertionError(f"no SUBACK for {topic_filters} in {self.timeout} s")
+            codes = self._subacks.pop(mid)
+        refused = [(t, str(c)) for t, c in zip(topic_filters, codes, strict=False) if c.is_failure]
+        if refused:
+            raise AssertionError(f"subscription refused: {refused}")
+
+    @property
+    def messages(self) -> list[Message]:
+        with self._cond:
+            return list(self._messages)
+
+    def clear(self) -> None:
+        with self._cond:
+            self._messages.clear()
+
+    def wait_until(
+        self, predicate: Callable[[list[Message]], bool], timeout: float | None = None
+    ) -> list[Message]:
+        """Wait until ``predicate(messages)`` is true; returns the messages received so far."""
+        timeout = self.timeout if timeout is None else timeout
+        with self._cond:
+            ok = self._cond.wait_for(lambda: predicate(list(self._messages)), timeout)
+            got = list(self._messages)
+        if not ok:
+            shown = "\n".join(f"  {m.topic}: {m.payload[:200]!r}" for m in got[-10:])
+            raise AssertionError(
+                f"condition not met within {timeout} s; {len(got)} message(s) received"
+                + (f", the last ones:\n{shown}" if got else "")
+            )
+        return got
+
+    def wait_for(self, count: int, timeout: float | None = None) -> list[Message]:
+        """Wait for at least ``count`` messages; returns all received so far."""
+        try:
+            return self.wait_until(lambda msgs: len(msgs) >= count, timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"expected {count} message(s): {exc}") from None
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | str,
+        qos: int = 1,
+        retain: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        """Publish and wait until it is sent (QoS 0) or acknowledged by the broker (QoS 1/2)."""
+        publish(
+            self.client, topic, payload, qos, retain, self.timeout if timeout is None else timeout
+        )
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def publish(
+    client: mqtt.Client,
+    topic: str,
+    payload: bytes | str,
+    qos: int = 1,
+    retain: bool = False,
+    timeout: float = 10.0,
+) -> None:
+    """Publish with a connected, looping client and wait (bounded) for it to go out."""
+    info = client.publish(topic, payload, qos=qos, retain=retain)
+    info.wait_for_publish(timeout)
+    if not info.is_published():
+        raise AssertionError(f"publish to {topic} not completed within {timeout} s (rc {info.rc})")
+
+
+def publish_once(
+    broker: HasAddress | str,
+    topic: str,
+    payloads: bytes | str | Sequence[bytes | str],
+    qos: int = 1,
+    retain: bool = False,
+    timeout: float = 10.0,
+) -> None:
+    """Connect a throwaway client, publish one payload or several in order, disconnect."""
+    with Subscriber(broker, timeout=timeout) as sub:
+        items = [payloads] if isinstance(payloads, bytes | str) else list(payloads)
+        for payload in items:
+            sub.publish(topic, payload, qos=qos, retain=retain, timeout=timeout)
