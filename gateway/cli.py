@@ -1,10 +1,50 @@
-"""The ``tuquan`` command line: run, sim, check-config, receive."""
+"""The ``tuquan`` command line: run, sim, receive, check-config."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = Path("/etc/tuquan/hub.toml")
+DEFAULT_DATA_DIR = Path("/var/lib/tuquan")
+SIM_DATA_DIR = Path("data/sim")
+
+
+def _broker_arg(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def _data_dir(args: argparse.Namespace, sim: bool) -> Path:
+    if args.data_dir:
+        return Path(args.data_dir)
+    env = os.environ.get("TUQUAN_DATA_DIR")
+    if env:
+        return Path(env)
+    return SIM_DATA_DIR if sim else DEFAULT_DATA_DIR
+
+
+def _wait_for_signal(extra_stop: threading.Event | None = None) -> None:
+    """Block until SIGTERM or SIGINT (or ``extra_stop`` is set)."""
+    stop = extra_stop or threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+
+
+def _print_config_errors(exc: Any, source: str) -> None:
+    for path, msg in exc.errors:
+        print(f"{path}: {msg}" if path else msg, file=sys.stderr)
+    print(f"{source}: {len(exc.errors)} error(s)", file=sys.stderr)
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -14,17 +54,89 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(Path(args.file))
     except ConfigError as exc:
-        for path, msg in exc.errors:
-            print(f"{path}: {msg}" if path else msg, file=sys.stderr)
-        print(f"{args.file}: {len(exc.errors)} error(s)", file=sys.stderr)
+        _print_config_errors(exc, args.file)
         return 2
     print(f"{args.file}: valid (hub {cfg.hub.id}, commune {cfg.hub.commune})")
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from gateway.errors import ConfigError
+    from gateway.logs import setup_logging
+
+    setup_logging(args.log_level)
+    sim = args.sim is not None
+    data_dir = _data_dir(args, sim)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        if sim:
+            from hw_sim.simulator import SimulatedHub, load_sim_config
+
+            cfg = load_sim_config(Path(args.config) if args.config else None)
+            scenario = Path(args.sim) if args.sim else None
+            service: Any = SimulatedHub(cfg, data_dir, broker=args.broker, scenario=scenario)
+        else:
+            from gateway.config import load_config
+            from gateway.service import Hub
+
+            cfg = load_config(Path(args.config) if args.config else DEFAULT_CONFIG)
+            service = Hub(cfg, data_dir, broker=args.broker)
+    except ConfigError as exc:
+        _print_config_errors(exc, args.config or "configuration")
+        return 2
+    service.start()
+    try:
+        _wait_for_signal()
+    finally:
+        service.stop()
+    return 0
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from hw_sim.control import request
+
+    message: dict[str, Any] = {"cmd": args.action}
+    if args.action in ("press", "release", "hold"):
+        if not args.name:
+            print(f"tuquan sim {args.action} needs an input name", file=sys.stderr)
+            return 2
+        message["name"] = args.name
+    if args.action == "hold":
+        message["seconds"] = args.seconds
+    if args.action == "emit":
+        message.update(kind=args.name or "telemetry", count=args.count)
+    try:
+        answer = request(_data_dir(args, sim=True), message)
+    except (OSError, ValueError) as exc:
+        print(f"no simulated hub answers in {_data_dir(args, sim=True)}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer, indent=2 if args.action == "status" else None))
+    return 0 if answer.get("ok") else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tuquan", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the hub (real hardware, or --sim)")
+    run.add_argument("--config", help=f"hub config (default {DEFAULT_CONFIG}; with --sim the "
+                     "built-in simulated guard post)")
+    run.add_argument("--sim", nargs="?", const="", metavar="SCENARIO",
+                     help="simulated hardware; optionally play a scenario file")
+    run.add_argument("--broker", type=_broker_arg, metavar="HOST:PORT",
+                     help="override the config's broker")
+    run.add_argument("--data-dir", help=f"where the outbox lives (default {DEFAULT_DATA_DIR}, "
+                     f"with --sim ./{SIM_DATA_DIR}; or $TUQUAN_DATA_DIR)")
+    run.add_argument("--log-level", default="INFO")
+    run.set_defaults(func=_cmd_run)
+
+    sim = sub.add_parser("sim", help="drive a running simulated hub")
+    sim.add_argument("action", choices=["press", "release", "hold", "status", "emit"])
+    sim.add_argument("name", nargs="?", help="input name (for emit: an event kind)")
+    sim.add_argument("--seconds", type=float, default=3.0, help="for hold")
+    sim.add_argument("--count", type=int, default=1, help="for emit")
+    sim.add_argument("--data-dir", help=f"the simulated hub's data dir (default ./{SIM_DATA_DIR})")
+    sim.set_defaults(func=_cmd_sim)
 
     check = sub.add_parser("check-config", help="validate a hub config file (exit 2 if invalid)")
     check.add_argument("file")

@@ -51,6 +51,7 @@ KINDS: dict[str, Kind] = {
         Kind("rf_supervision", 381, Priority.TROUBLE),
         Kind("low_battery", 384, Priority.TROUBLE),
         Kind("system_low_battery", 302, Priority.TROUBLE),
+        Kind("silenced", 406, Priority.TROUBLE),  # Contact ID 406: cancel (siren silenced)
         Kind("person", 130, Priority.DETECTION),  # detection reported as a burglary-zone event
         Kind("test", 602, Priority.TELEMETRY),  # periodic test report
         Kind("telemetry", 602, Priority.TELEMETRY),

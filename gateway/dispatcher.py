@@ -1,0 +1,335 @@
+"""The store thread: the one thread that owns the outbox.
+
+Sensors, paho callbacks and the control channel only put work on its queue. Each turn it takes
+everything queued, commits new events in one transaction (group commit), applies PUBACKs and
+receipts, then hands the next rows to the uplink in drain order:
+
+* alarms (priority 0) go out as soon as they are committed, outside any window, so a panic never
+  waits behind a backlog;
+* everything else goes out through a small window of in-flight messages, so paho's own queue
+  stays short and an alarm published now is on the wire at once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from gateway.events import Event, Priority
+from gateway.outbox import Outbox, Row
+from gateway.topics import HubTopics
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_ALARM = int(Priority.ALARM)
+_START = (-1, -1)
+
+
+class Publisher(Protocol):
+    connected: bool
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> int: ...
+
+    def publish_json(self, topic: str, obj: Any, *, retain: bool = False, qos: int = 1) -> int: ...
+
+
+@dataclass
+class _InFlight:
+    seq: int
+    priority: int
+    since: float
+
+
+@dataclass
+class DispatcherStats:
+    published: int = 0
+    acked: int = 0
+    rejected: int = 0
+    receipts: int = 0
+    resent: int = 0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        outbox: Outbox,
+        topics: HubTopics,
+        *,
+        receipts: bool = True,
+        receipt_timeout_s: float = 60.0,
+        health_interval_s: float = 30.0,
+        window: int = 64,
+        health_extra: Callable[[], dict[str, Any]] | None = None,
+        prune_interval_s: float = 600.0,
+    ) -> None:
+        self.outbox = outbox
+        self.topics = topics
+        self.receipts = receipts
+        self.receipt_timeout_s = receipt_timeout_s
+        self.health_interval_s = health_interval_s
+        self.prune_interval_s = prune_interval_s
+        self.window = window
+        self.health_extra = health_extra
+        self.stats = DispatcherStats()
+        self.uplink: Publisher | None = None
+        self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="store", daemon=True)
+        self._online = False
+        self._inflight: dict[int, _InFlight] = {}
+        self._inflight_seqs: set[int] = set()
+        self._inflight_other = 0
+        self._alarm_cursor = -1
+        self._other_cursor = _START
+        self._retry: list[tuple[float, int, int]] = []  # (due, priority, seq) after a rejection
+        self._stop_deadline: float | None = None
+        self._started_at = time.monotonic()
+        self.stopped = threading.Event()
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    def attach(self, uplink: Publisher) -> None:
+        self.uplink = uplink
+
+    def start(self) -> None:
+        requeued = self.outbox.requeue_all_sent() if self.receipts else 0
+        if requeued:
+            log.info("%d events sent by an earlier run had no receipt; sending again", requeued)
+        self._thread.start()
+
+    def stop(self, drain_timeout_s: float = 5.0) -> None:
+        """Publish what can go out within the timeout, then end the thread."""
+        self._queue.put(("stop", time.monotonic() + drain_timeout_s))
+        self._thread.join(drain_timeout_s + 10.0)
+
+    # -- producers (any thread) -----------------------------------------------------------
+
+    def submit(self, events: Sequence[Event]) -> Future[list[Event]]:
+        """Queue events for commit; the future resolves with them (``seq`` set) once on disk."""
+        fut: Future[list[Event]] = Future()
+        self._queue.put(("events", list(events), fut))
+        return fut
+
+    def call(self, fn: Callable[[Outbox], T]) -> Future[T]:
+        """Run ``fn(outbox)`` on the store thread (reads for status and tests)."""
+        fut: Future[T] = Future()
+        self._queue.put(("call", fn, fut))
+        return fut
+
+    # Uplink handlers: paho's network thread.
+    def on_connected(self) -> None:
+        self._queue.put(("online", True))
+
+    def on_disconnected(self) -> None:
+        self._queue.put(("online", False))
+
+    def on_published(self, mid: int, accepted: bool) -> None:
+        self._queue.put(("puback", mid, accepted))
+
+    def on_receipt(self, ids: list[str]) -> None:
+        self._queue.put(("receipt", ids))
+
+    # -- the store thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_requeue = time.monotonic() + self.receipt_timeout_s / 4
+        next_health = time.monotonic() + 1.0
+        next_prune = time.monotonic() + self.prune_interval_s
+        while True:
+            now = time.monotonic()
+            wait = max(0.0, min(next_requeue, next_health, next_prune) - now)
+            if self._stop_deadline is not None:
+                wait = min(wait, 0.05)
+            try:
+                ops = [self._queue.get(timeout=wait)]
+            except queue.Empty:
+                ops = []
+            while True:
+                try:
+                    ops.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._apply(ops)
+                now = time.monotonic()
+                if now >= next_requeue:
+                    self._requeue_unconfirmed()
+                    next_requeue = now + max(0.05, self.receipt_timeout_s / 4)
+                if now >= next_prune:
+                    self.outbox.prune_delivered()
+                    next_prune = now + self.prune_interval_s
+                if now >= next_health:
+                    self._publish_health()
+                    next_health = now + self.health_interval_s
+                self._pump()
+            except Exception:
+                # A failing disk must not end the thread: the events stay queued or on disk.
+                log.exception("store thread error")
+                time.sleep(0.5)
+            if self._stop_deadline is not None and (
+                time.monotonic() >= self._stop_deadline or self._drained()
+            ):
+                break
+        self.stopped.set()
+
+    def _apply(self, ops: list[tuple[Any, ...]]) -> None:
+        new_events: list[tuple[list[Event], Future[list[Event]]]] = []
+        acked: list[int] = []
+        receipt_ids: list[str] = []
+        for op in ops:
+            tag = op[0]
+            if tag == "events":
+                new_events.append((op[1], op[2]))
+            elif tag == "puback":
+                seq = self._puback(op[1], op[2])
+                if seq is not None:
+                    acked.append(seq)
+            elif tag == "receipt":
+                receipt_ids.extend(op[1])
+            elif tag == "online":
+                self._set_online(op[1])
+            elif tag == "call":
+                fut = op[2]
+                try:
+                    fut.set_result(op[1](self.outbox))
+                except Exception as exc:
+                    fut.set_exception(exc)
+            elif tag == "stop":
+                self._stop_deadline = op[1]
+        if new_events:
+            self._commit(new_events)
+        if acked:
+            self.stats.acked += len(acked)
+            if self.receipts:
+                self.outbox.mark_sent(acked)
+            else:
+                self.outbox.mark_delivered(seqs=acked)
+        if receipt_ids:
+            self.stats.receipts += self.outbox.mark_delivered(ids=receipt_ids)
+
+    def _commit(self, batches: list[tuple[list[Event], Future[list[Event]]]]) -> None:
+        flat = [e for events, _ in batches for e in events]
+        try:
+            stored = self.outbox.insert(flat)
+        except Exception as exc:
+            log.exception("could not commit %d events", len(flat))
+            for _, fut in batches:
+                fut.set_exception(exc)
+            return
+        start = 0
+        for events, fut in batches:
+            fut.set_result(stored[start : start + len(events)])
+            start += len(events)
+        for event in stored:
+            self._rewind(int(event.priority), event.seq)
+
+    def _rewind(self, priority: int, seq: int) -> None:
+        """Make the pump look at (priority, seq) again: a new, requeued or retried row."""
+        if priority == _ALARM:
+            self._alarm_cursor = min(self._alarm_cursor, seq - 1)
+        else:
+            self._other_cursor = min(self._other_cursor, (priority, seq - 1))
+
+    def _puback(self, mid: int, accepted: bool) -> int | None:
+        entry = self._inflight.pop(mid, None)
+        if entry is None:
+            return None  # status/health messages, or an entry we already gave up on
+        self._forget(entry)
+        if accepted:
+            return entry.seq
+        # The broker refused it (ACL, quota): keep the row and try again later, not in a loop.
+        self.stats.rejected += 1
+        log.error("broker rejected event seq %d; retrying in 30 s", entry.seq)
+        heapq.heappush(self._retry, (time.monotonic() + 30.0, entry.priority, entry.seq))
+        return None
+
+    def _forget(self, entry: _InFlight) -> None:
+        self._inflight_seqs.discard(entry.seq)
+        if entry.priority != _ALARM:
+            self._inflight_other -= 1
+
+    def _set_online(self, online: bool) -> None:
+        self._online = online
+        if online:
+            # paho re-sends what it still holds; give those their full time again.
+            now = time.monotonic()
+            for entry in self._inflight.values():
+                entry.since = now
+            self._publish_health()
+
+    def _requeue_unconfirmed(self) -> None:
+        now = time.monotonic()
+        if self._online:
+            stale = [m for m, e in self._inflight.items() if now - e.since > self.receipt_timeout_s]
+            for mid in stale:
+                entry = self._inflight.pop(mid)
+                self._forget(entry)
+                self._rewind(entry.priority, entry.seq)
+        if self.receipts:
+            rows = self.outbox.requeue_unconfirmed(self.receipt_timeout_s)
+            if rows:
+                log.warning("%d sent events had no receipt in time; sending again", len(rows))
+                self.stats.resent += len(rows)
+            for priority, seq in rows:
+                self._rewind(priority, seq)
+        while self._retry and self._retry[0][0] <= now:
+            _, priority, seq = heapq.heappop(self._retry)
+            self._rewind(priority, seq)
+
+    def _pump(self) -> None:
+        uplink = self.uplink
+        if uplink is None or not self._online:
+            return
+        for row in self.outbox.pending_alarms(self._alarm_cursor, 1000):
+            self._alarm_cursor = row.seq
+            if row.seq not in self._inflight_seqs:
+                self._send(uplink, row)
+        free = self.window - self._inflight_other
+        while free > 0:
+            rows = self.outbox.pending_after(*self._other_cursor, free)
+            if not rows:
+                break
+            for row in rows:
+                self._other_cursor = (row.priority, row.seq)
+                if row.seq not in self._inflight_seqs:
+                    self._send(uplink, row)
+                    free -= 1
+
+    def _send(self, uplink: Publisher, row: Row) -> None:
+        mid = uplink.publish(self.topics.event(row.kind), row.payload)
+        self._inflight[mid] = _InFlight(row.seq, row.priority, time.monotonic())
+        self._inflight_seqs.add(row.seq)
+        if row.priority != _ALARM:
+            self._inflight_other += 1
+        self.stats.published += 1
+
+    def _drained(self) -> bool:
+        if not self._online:
+            return True
+        return not self._inflight and not self.outbox.pending_alarms(-1, 1) and not (
+            self.outbox.pending_after(-1, -1, 1)
+        )
+
+    def _publish_health(self) -> None:
+        uplink = self.uplink
+        if uplink is None or not self._online:
+            return
+        health: dict[str, Any] = {
+            "hub": self.topics.hub,
+            "uptime_s": round(time.monotonic() - self._started_at, 1),
+            "last_seq": self.outbox.last_seq,
+            "outbox": self.outbox.counts(),
+            "evicted": self.outbox.stats.evicted,
+            "in_flight": len(self._inflight),
+            "resent": self.stats.resent,
+        }
+        if self.health_extra is not None:
+            health.update(self.health_extra())
+        uplink.publish_json(self.topics.health, health, retain=True)

@@ -1,0 +1,302 @@
+"""The outbox: every accepted event lives in SQLite until the commune confirms it.
+
+One thread owns an ``Outbox`` (the dispatcher's store thread); nothing here locks.
+
+Durability: WAL with ``synchronous=FULL`` for every commit that adds events, so an event is on
+disk when ``insert`` returns and survives kill -9 and power loss of the hub process (as far as
+the storage honours fsync). Commits that only move rows between states use ``NORMAL``: losing
+one to a power cut means an event is sent again, which receivers already deduplicate.
+
+States: pending (0) → sent (1, broker PUBACK) → delivered (2, receipt; or PUBACK where no
+receiver is configured). Delivered rows are pruned after a retention time. When the outbox
+holds more undelivered rows than its limit, telemetry is evicted first, then detections, then
+trouble reports; alarms are never evicted.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import sqlite_utils
+
+from gateway.events import Event, Priority
+
+log = logging.getLogger(__name__)
+
+PENDING, SENT, DELIVERED = 0, 1, 2
+# Never evicted, whatever the limit says.
+_EVICTION_ORDER = (Priority.TELEMETRY, Priority.DETECTION, Priority.TROUBLE)
+
+
+@dataclass(frozen=True)
+class Row:
+    """An outbox row ready to publish."""
+
+    seq: int
+    kind: str
+    priority: int
+    payload: bytes
+
+
+@dataclass
+class OutboxStats:
+    inserted: int = 0
+    evicted: int = 0
+    pruned: int = 0
+
+
+class Outbox:
+    def __init__(
+        self,
+        path: Path,
+        hub: str,
+        *,
+        max_events: int = 100_000,
+        delivered_retention_s: float = 86_400.0,
+    ) -> None:
+        self.path = Path(path)
+        self.hub = hub
+        self.max_events = max_events
+        self.delivered_retention_s = delivered_retention_s
+        self.stats = OutboxStats()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves so one commit can hold a batch.
+        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db = sqlite_utils.Database(self.conn)
+        self._sync = ""
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self._set_sync("FULL")
+        self._create_schema()
+        self.last_seq = self._load_last_seq()
+        self.undelivered = self._count("state < 2")
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def _create_schema(self) -> None:
+        outbox = self.db.table("outbox")
+        if not outbox.exists():
+            outbox.create(
+                {
+                    "seq": int,
+                    "id": str,
+                    "kind": str,
+                    "priority": int,
+                    "state": int,
+                    "created_at": float,
+                    "sent_at": float,
+                    "delivered_at": float,
+                    "attempts": int,
+                    "payload": bytes,
+                },
+                pk="seq",
+                not_null={"id", "kind", "priority", "state", "payload"},
+                defaults={"state": PENDING, "attempts": 0},
+            )
+            outbox.create_index(["id"], unique=True)
+            outbox.create_index(["state", "priority", "seq"])
+        meta = self.db.table("meta")
+        if not meta.exists():
+            meta.create({"key": str, "value": int}, pk="key")
+
+    def _load_last_seq(self) -> int:
+        row = self.conn.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
+        stored = int(row[0]) if row else 0
+        top = self.conn.execute("SELECT max(seq) FROM outbox").fetchone()[0] or 0
+        return max(stored, int(top))
+
+    def _count(self, where: str) -> int:
+        return int(self.conn.execute(f"SELECT count(*) FROM outbox WHERE {where}").fetchone()[0])
+
+    def _set_sync(self, level: str) -> None:
+        if level != self._sync:
+            self.conn.execute(f"PRAGMA synchronous={level}")
+            self._sync = level
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def insert(self, events: Sequence[Event]) -> list[Event]:
+        """Commit events (one fsync for the batch) and return them with their ``seq``.
+
+        Events whose id is already stored (a retried submit) are returned with their old seq.
+        """
+        if not events:
+            return []
+        now = time.time()
+        stored: list[Event] = []
+        self._set_sync("FULL")
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            seq = self.last_seq
+            for event in events:
+                old = self.conn.execute("SELECT seq FROM outbox WHERE id=?", (event.id,)).fetchone()
+                if old:
+                    stored.append(replace(event, seq=int(old[0])))
+                    continue
+                seq += 1
+                event = replace(event, seq=seq)
+                self.conn.execute(
+                    "INSERT INTO outbox (seq, id, kind, priority, state, created_at, payload)"
+                    " VALUES (?, ?, ?, ?, 0, ?, ?)",
+                    (seq, event.id, event.kind, int(event.priority), now, event.to_json(self.hub)),
+                )
+                stored.append(event)
+            self.conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (seq,)
+            )
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        added = seq - self.last_seq
+        self.last_seq = seq
+        self.undelivered += added
+        self.stats.inserted += added
+        if self.undelivered > self.max_events:
+            self._evict(self.undelivered - self.max_events)
+        return stored
+
+    def _state_change(self, sql: str, params: Iterable[object]) -> int:
+        self._set_sync("NORMAL")
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            changed = self.conn.execute(sql, tuple(params)).rowcount
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return int(changed)
+
+    def mark_sent(self, seqs: Sequence[int]) -> int:
+        """The broker acknowledged these rows (PUBACK); a receipt may already have come."""
+        if not seqs:
+            return 0
+        marks = ",".join("?" * len(seqs))
+        return self._state_change(
+            f"UPDATE outbox SET state=1, sent_at=?, attempts=attempts+1"
+            f" WHERE state=0 AND seq IN ({marks})",
+            (time.time(), *seqs),
+        )
+
+    def mark_delivered(self, seqs: Sequence[int] = (), ids: Sequence[str] = ()) -> int:
+        """Delivered by PUBACK (``seqs``, no receiver configured) or by receipt (``ids``)."""
+        changed = 0
+        for column, values in (("seq", seqs), ("id", ids)):
+            for chunk in _chunks(list(values), 500):
+                marks = ",".join("?" * len(chunk))
+                changed += self._state_change(
+                    f"UPDATE outbox SET state=2, delivered_at=?"
+                    f" WHERE state<2 AND {column} IN ({marks})",
+                    (time.time(), *chunk),
+                )
+        self.undelivered -= changed
+        return changed
+
+    def requeue_unconfirmed(self, older_than_s: float) -> list[tuple[int, int]]:
+        """Rows sent longer ago than this without a receipt go back to pending.
+
+        Returns their (priority, seq) so the dispatcher can rewind its cursor."""
+        cutoff = time.time() - older_than_s
+        rows = self.conn.execute(
+            "SELECT priority, seq FROM outbox WHERE state=1 AND sent_at < ?", (cutoff,)
+        ).fetchall()
+        if rows:
+            self._state_change(
+                "UPDATE outbox SET state=0 WHERE state=1 AND sent_at < ?", (cutoff,)
+            )
+        return [(int(p), int(s)) for p, s in rows]
+
+    def requeue_all_sent(self) -> int:
+        """At start: rows sent by an earlier run have no receipt we know of; send them again."""
+        return self._state_change("UPDATE outbox SET state=0 WHERE state=1", ())
+
+    def _evict(self, excess: int) -> None:
+        for priority in _EVICTION_ORDER:
+            if excess <= 0:
+                break
+            victims = self.conn.execute(
+                "SELECT seq, kind FROM outbox WHERE state<2 AND priority=? ORDER BY seq LIMIT ?",
+                (int(priority), excess),
+            ).fetchall()
+            if not victims:
+                continue
+            seqs = [v[0] for v in victims]
+            removed = 0
+            for chunk in _chunks(seqs, 500):
+                marks = ",".join("?" * len(chunk))
+                removed += self._state_change(f"DELETE FROM outbox WHERE seq IN ({marks})", chunk)
+            excess -= removed
+            self.undelivered -= removed
+            self.stats.evicted += removed
+            log.warning(
+                "outbox full: evicted %d %s events (limit %d)",
+                removed,
+                priority.name.lower(),
+                self.max_events,
+            )
+        if excess > 0:
+            log.warning("outbox over its limit by %d alarm events; alarms are never evicted", excess)
+
+    def prune_delivered(self) -> int:
+        """Drop delivered rows past retention, and the oldest of them if the file is over size."""
+        removed = self._state_change(
+            "DELETE FROM outbox WHERE state=2 AND delivered_at < ?",
+            (time.time() - self.delivered_retention_s,),
+        )
+        surplus = self.undelivered + self._count("state=2") - self.max_events
+        if surplus > 0:
+            removed += self._state_change(
+                "DELETE FROM outbox WHERE seq IN"
+                " (SELECT seq FROM outbox WHERE state=2 ORDER BY seq LIMIT ?)",
+                (surplus,),
+            )
+        self.stats.pruned += removed
+        return removed
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def pending_alarms(self, after_seq: int, limit: int) -> list[Row]:
+        cur = self.conn.execute(
+            "SELECT seq, kind, priority, payload FROM outbox"
+            " WHERE state=0 AND priority=0 AND seq>? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+        return [Row(*r) for r in cur]
+
+    def pending_after(self, priority: int, seq: int, limit: int) -> list[Row]:
+        """Pending non-alarm rows after (priority, seq) in drain order."""
+        cur = self.conn.execute(
+            "SELECT seq, kind, priority, payload FROM outbox"
+            " WHERE state=0 AND priority>0 AND (priority>? OR (priority=? AND seq>?))"
+            " ORDER BY priority, seq LIMIT ?",
+            (priority, priority, seq, limit),
+        )
+        return [Row(*r) for r in cur]
+
+    def counts(self) -> dict[str, int]:
+        """Rows by state and undelivered rows by priority, for health reports."""
+        out = {"pending": 0, "sent": 0, "delivered": 0}
+        names = {PENDING: "pending", SENT: "sent", DELIVERED: "delivered"}
+        for state, n in self.conn.execute("SELECT state, count(*) FROM outbox GROUP BY state"):
+            out[names.get(state, str(state))] = int(n)
+        for priority, n in self.conn.execute(
+            "SELECT priority, count(*) FROM outbox WHERE state<2 GROUP BY priority"
+        ):
+            out[f"undelivered_{Priority(priority).name.lower()}"] = int(n)
+        return out
+
+    def state_of(self, event_id: str) -> int | None:
+        row = self.conn.execute("SELECT state FROM outbox WHERE id=?", (event_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _chunks(items: list[object] | list[int] | list[str], size: int) -> Iterable[list[object]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])

@@ -1,0 +1,70 @@
+"""The simulated board: gpiozero's MockFactory, and hands that press its buttons.
+
+The hub builds its real gpiozero devices on this factory, exactly as it would on lgpio; the
+board only drives the mock pins, so a simulated press goes through gpiozero's own edge
+detection and callbacks.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory
+
+from gateway.errors import TuquanError
+
+
+class SimError(TuquanError):
+    """A simulator request that cannot be carried out (unknown input, bad argument)."""
+
+
+class SimBoard:
+    def __init__(self) -> None:
+        self.factory = MockFactory()
+        self._inputs: dict[str, Device] = {}
+        self._outputs: dict[str, Device] = {}
+        self._timers: list[threading.Timer] = []
+
+    def attach(self, inputs: dict[str, Any], outputs: dict[str, Device]) -> None:
+        """Learn the hub's devices: ``inputs`` maps names to objects with a ``button``."""
+        self._inputs = {name: inp.button for name, inp in inputs.items()}
+        self._outputs = dict(outputs)
+
+    def _button(self, name: str) -> Any:
+        try:
+            return self._inputs[name]
+        except KeyError:
+            known = ", ".join(sorted(self._inputs)) or "none"
+            raise SimError(f"no input named {name!r} (inputs: {known})") from None
+
+    def press(self, name: str) -> None:
+        button = self._button(name)
+        # Drive the pin to the level gpiozero reads as active (low for a pull-up button).
+        button.pin.drive_high() if button.active_state else button.pin.drive_low()
+
+    def release(self, name: str) -> None:
+        button = self._button(name)
+        button.pin.drive_low() if button.active_state else button.pin.drive_high()
+
+    def hold(self, name: str, seconds: float) -> None:
+        """Press now and release after ``seconds`` (without blocking the caller)."""
+        if not 0 < seconds <= 600:
+            raise SimError("hold seconds must be in (0, 600]")
+        self.press(name)
+        timer = threading.Timer(seconds, self.release, args=(name,))
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
+
+    def inputs(self) -> dict[str, bool]:
+        return {name: bool(b.is_active) for name, b in self._inputs.items()}
+
+    def outputs(self) -> dict[str, bool]:
+        return {name: bool(d.is_active) for name, d in self._outputs.items()}
+
+    def close(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self.factory.close()

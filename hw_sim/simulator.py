@@ -1,0 +1,107 @@
+"""Runs the real hub on simulated hardware, driven through the control socket or a scenario."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from gateway.config import Config, load_config
+from gateway.events import KINDS, NEW, Event
+from gateway.service import Hub
+from hw_sim.board import SimBoard, SimError
+from hw_sim.control import ControlServer
+from hw_sim.scenario import ScenarioPlayer, load_scenario
+
+log = logging.getLogger(__name__)
+
+MAX_EMIT = 10_000
+
+
+def default_config_path() -> Path:
+    return Path(str(resources.files("hw_sim") / "default_hub.toml"))
+
+
+def load_sim_config(path: Path | None = None) -> Config:
+    return load_config(path or default_config_path())
+
+
+class SimulatedHub:
+    def __init__(
+        self,
+        cfg: Config,
+        data_dir: Path,
+        *,
+        broker: tuple[str, int] | None = None,
+        scenario: Path | None = None,
+    ) -> None:
+        self.board = SimBoard()
+        self.hub = Hub(cfg, data_dir, pin_factory=self.board.factory, broker=broker)
+        self.board.attach(self.hub.inputs.inputs, self.hub.outputs)
+        self.control = ControlServer(data_dir, self.handle)
+        self.player = (
+            ScenarioPlayer(load_scenario(scenario), self.handle) if scenario is not None else None
+        )
+
+    def start(self) -> None:
+        self.hub.start()
+        self.control.start()
+        if self.player is not None:
+            self.player.start()
+
+    def stop(self, drain_timeout_s: float = 5.0) -> None:
+        if self.player is not None:
+            self.player.stop()
+        self.control.close()
+        self.hub.stop(drain_timeout_s)
+        self.board.close()
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Carry out one control request (control-socket threads and the scenario thread)."""
+        cmd = request.get("cmd")
+        try:
+            if cmd in ("press", "release"):
+                name = str(request.get("name"))
+                getattr(self.board, str(cmd))(name)
+                return {"ok": True, "cmd": cmd, "name": name}
+            if cmd == "hold":
+                name = str(request.get("name"))
+                self.board.hold(name, float(request.get("seconds", 3.0)))
+                return {"ok": True, "cmd": cmd, "name": name}
+            if cmd == "emit":
+                return self._emit(request)
+            if cmd == "status":
+                return self.status()
+        except SimError as exc:
+            return {"ok": False, "error": str(exc)}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def _emit(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Inject events as a sensor would; answers once they are committed (accepted)."""
+        kind = str(request.get("kind", "telemetry"))
+        count = int(request.get("count", 1))
+        if kind not in KINDS:
+            raise SimError(f"unknown event kind {kind!r}")
+        if not 1 <= count <= MAX_EMIT:
+            raise SimError(f"count must be 1..{MAX_EMIT}")
+        events = [
+            Event(kind=kind, zone="sim", source="sim", qualifier=NEW, data={"n": i})
+            for i in range(count)
+        ]
+        futures = [self.hub.emit(e) for e in events]
+        stored = [e for f in futures for e in f.result(timeout=30)]
+        return {"ok": True, "events": [{"id": e.id, "seq": e.seq} for e in stored]}
+
+    def status(self) -> dict[str, Any]:
+        counts = self.hub.dispatcher.call(lambda outbox: outbox.counts()).result(timeout=10)
+        return {
+            "ok": True,
+            "hub": self.hub.cfg.hub.id,
+            "commune": self.hub.cfg.hub.commune,
+            "online": self.hub.uplink.connected,
+            "inputs": self.board.inputs(),
+            "outputs": self.board.outputs(),
+            "sounding": self.hub.rules.sounding(),
+            "outbox": counts,
+        }
