@@ -40,13 +40,19 @@ class SimBoard:
             raise SimError(f"no input named {name!r} (inputs: {known})") from None
 
     def press(self, name: str) -> None:
-        button = self._button(name)
-        # Drive the pin to the level gpiozero reads as active (low for a pull-up button).
-        button.pin.drive_high() if button.active_state else button.pin.drive_low()
+        self._drive(name, active=True)
 
     def release(self, name: str) -> None:
+        self._drive(name, active=False)
+
+    def _drive(self, name: str, active: bool) -> None:
         button = self._button(name)
-        button.pin.drive_low() if button.active_state else button.pin.drive_high()
+        # gpiozero keeps the active level private; it is high unless the input pulls up.
+        active_high = bool(getattr(button, "_active_state", not button.pull_up))
+        if active == active_high:
+            button.pin.drive_high()
+        else:
+            button.pin.drive_low()
 
     def hold(self, name: str, seconds: float) -> None:
         """Press now and release after ``seconds`` (without blocking the caller)."""
