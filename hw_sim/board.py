@@ -70,6 +70,14 @@ class SimBoard:
     def outputs(self) -> dict[str, bool]:
         return {name: bool(d.is_active) for name, d in self._outputs.items()}
 
+    def release_all(self) -> None:
+        """Let go of every input (so gpiozero's hold threads end at once)."""
+        for timer in self._timers:
+            timer.cancel()
+        for name, button in self._inputs.items():
+            if button.is_active:
+                self.release(name)
+
     def close(self) -> None:
         for timer in self._timers:
             timer.cancel()

@@ -53,7 +53,7 @@ class ControlServer:
         self._server.handle_request_json = handler
         os.chmod(self.path, 0o660)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="sim-control", daemon=True
+            target=self._server.serve_forever, args=(0.05,), name="sim-control", daemon=True
         )
 
     def start(self) -> None:

@@ -54,6 +54,8 @@ class SimulatedHub:
         if self.player is not None:
             self.player.stop()
         self.control.close()
+        self.hub.inputs.mute()
+        self.board.release_all()
         self.hub.stop(drain_timeout_s)
         self.board.close()
 

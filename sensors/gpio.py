@@ -49,6 +49,7 @@ class GpioInput:
     ) -> None:
         self.spec = spec
         self.emit = emit
+        self.muted = False
         self.button = Button(
             spec.pin,
             pull_up=spec.pull_up,
@@ -83,6 +84,8 @@ class GpioInput:
             self._send(self.spec.hold_kind, NEW, held_s=self.spec.hold_s)
 
     def _send(self, kind: str, qualifier: str, **data: Any) -> None:
+        if self.muted:  # shutting down: a button still held must not report as it closes
+            return
         try:
             self.emit(
                 Event(
@@ -98,6 +101,7 @@ class GpioInput:
             log.exception("could not report %s from input %s", kind, self.spec.name)
 
     def close(self) -> None:
+        self.muted = True
         self.button.close()
 
 
@@ -117,7 +121,13 @@ class GpioInputs:
     def states(self) -> dict[str, bool]:
         return {name: inp.is_active for name, inp in self.inputs.items()}
 
+    def mute(self) -> None:
+        """Stop reporting (the first step of a shutdown)."""
+        for inp in self.inputs.values():
+            inp.muted = True
+
     def close(self) -> None:
+        self.mute()
         for inp in self.inputs.values():
             inp.close()
 
