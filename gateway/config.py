@@ -1,0 +1,716 @@
+"""The hub's configuration: one TOML file, validated into frozen typed objects before anything runs.
+
+``load_config(path)`` reads the file; ``parse_config(data, base_dir=..., env=...)`` validates an
+already parsed table. Both raise ``ConfigError`` holding *every* problem found, each as a
+``(path, message)`` pair such as ``("inputs[1].pin", "GPIO 17 is already used by inputs[0]")``.
+
+Validation happens in three layers, ESPHome style:
+
+1. small named validators on single values (``mqtt_topic_level``, ``hostname_or_ip``,
+   ``gpio_pin``, ``existing_file``...), attached to fields with ``Annotated``;
+2. pydantic models (frozen, unknown keys rejected) that check types, ranges and the rules that
+   tie two keys of one table together (``active_high`` needs ``pull_up = "none"``...);
+3. checks across tables (unique names and pins, rules naming an existing output), run on the
+   raw tables too, so that they are reported together with any type error elsewhere.
+
+The broker password is never written in the TOML file: it comes from the environment variable
+``TUQUAN_BROKER_PASSWORD`` or from ``broker.credentials_file``, and is held as a ``SecretStr``
+that no repr, str, log line or error message shows. See docs/config.md for every key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+import tomllib
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from gateway.errors import ConfigError
+
+PASSWORD_ENV = "TUQUAN_BROKER_PASSWORD"
+
+InputKind = Literal[
+    "panic", "silent_panic", "duress", "fire", "smoke", "heat", "tamper", "door", "silence"
+]
+"""What a GPIO input is. Every kind but ``silence`` is also the event kind it reports."""
+
+AlarmKind = Literal["panic", "silent_panic", "duress", "fire", "smoke", "heat", "tamper", "door"]
+"""Event kinds an input can report and a rule can react to (``silence`` reports nothing)."""
+
+OutputKind = Literal["siren", "buzzer", "led", "relay"]
+
+SIREN_RULE_KINDS: tuple[AlarmKind, ...] = ("panic", "duress", "fire", "smoke", "heat", "tamper")
+"""What sounds each siren when the file has no ``rules`` key (never ``silent_panic``)."""
+
+RESTORING_KINDS = frozenset({"tamper", "door"})
+"""Input kinds whose release reports a restore unless ``restore`` says otherwise."""
+
+SECRET_MASK = "**********"
+
+# ---------------------------------------------------------------------------------------------
+# Validation context: where relative paths start and where the environment comes from.
+
+
+@dataclass(frozen=True)
+class _Context:
+    base_dir: Path
+    env: Mapping[str, str]
+    cross_checked: bool = False  # parse_config already ran the checks across tables
+
+
+def _context(info: ValidationInfo) -> _Context:
+    ctx = info.context
+    if isinstance(ctx, _Context):
+        return ctx
+    return _Context(base_dir=Path.cwd(), env=os.environ)
+
+
+# ---------------------------------------------------------------------------------------------
+# Named validators for single values.
+
+_TOPIC_LEVEL = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_DEVICE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+
+
+def mqtt_topic_level(value: str) -> str:
+    """An id that is used as one MQTT topic level (hub id, commune)."""
+    if not _TOPIC_LEVEL.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid id: use 1 to 63 lowercase letters, digits, '-' or '_', "
+            "starting with a letter or digit (it is an MQTT topic level)"
+        )
+    return value
+
+
+def device_name(value: str) -> str:
+    """The name of an input or output: used in logs, commands and the simulator."""
+    if not _DEVICE_NAME.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid name: use lowercase letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def hostname_or_ip(value: str) -> str:
+    """A DNS hostname or an IPv4/IPv6 literal (no port, no brackets, no URL)."""
+    if not value:
+        raise ValueError("must not be empty")
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    if value.startswith("[") or "://" in value or value.count(":") == 1:
+        raise ValueError(
+            f"{value!r} is not a hostname or IP address: write a bare name or address "
+            "(no brackets, no scheme) and put the port in broker.port"
+        )
+    labels = (value[:-1] if value.endswith(".") else value).split(".")
+    if (
+        len(value) > 253
+        or not all(_HOST_LABEL.fullmatch(label) for label in labels)
+        or all(label.isdigit() for label in labels)
+    ):
+        raise ValueError(f"{value!r} is not a valid hostname or IP address")
+    return value
+
+
+def gpio_pin(value: int) -> int:
+    """A Raspberry Pi header GPIO in BCM numbering."""
+    if not 0 <= value <= 27:
+        raise ValueError(f"GPIO {value} does not exist: use a BCM GPIO number from 0 to 27")
+    return value
+
+
+def existing_file(value: Path, info: ValidationInfo) -> Path:
+    """A readable file; a relative path starts at the config file's folder. Returns it absolute."""
+    path = value.expanduser()
+    if not path.is_absolute():
+        path = _context(info).base_dir / path
+    path = Path(os.path.normpath(path))
+    if not path.exists():
+        raise ValueError(f"file not found: {path}")
+    if not path.is_file():
+        raise ValueError(f"not a file: {path}")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    return path
+
+
+def _read_password_file(path: Path) -> str:
+    """The password from a credentials file; errors never quote the file's content."""
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's messages name the position, never the text; keep only the position.
+        where = re.search(r"\(at (line \d+, column \d+|end of document)\)", str(exc))
+        raise ValueError(
+            f"{path} is not valid TOML" + (f" ({where.group(1)})" if where else "")
+        ) from None
+    unknown = sorted(set(data) - {"password"})
+    if unknown:
+        raise ValueError(f"{path} has unknown key(s) {', '.join(unknown)}: only password is read")
+    password = data.get("password")
+    if not isinstance(password, str) or not password:
+        raise ValueError(f'{path} must contain a non-empty string: password = "..."')
+    return password
+
+
+def credentials_file(value: Path, info: ValidationInfo) -> Path:
+    """An existing TOML file holding ``password = "..."``."""
+    path = existing_file(value, info)
+    _read_password_file(path)
+    return path
+
+
+def non_empty(value: tuple[str, ...]) -> tuple[str, ...]:
+    """A list that must name at least one thing."""
+    if not value:
+        raise ValueError("must name at least one event kind")
+    return value
+
+
+Id = Annotated[StrictStr, AfterValidator(mqtt_topic_level)]
+Name = Annotated[StrictStr, AfterValidator(device_name)]
+Host = Annotated[StrictStr, AfterValidator(hostname_or_ip)]
+Pin = Annotated[StrictInt, AfterValidator(gpio_pin)]
+ConfigFile = Annotated[Path, AfterValidator(existing_file)]
+CredentialsFile = Annotated[Path, AfterValidator(credentials_file)]
+Seconds = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
+NonNegativeSeconds = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _get(item: Any, key: str) -> Any:
+    """A key of a raw table or an attribute of an already built model."""
+    if isinstance(item, Mapping):
+        return item.get(key)
+    return getattr(item, key, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables.
+
+
+class HubConfig(_Frozen):
+    """``[hub]``: who this hub is. ``id`` and ``commune`` are MQTT topic levels."""
+
+    id: Id
+    commune: Id
+    name: StrictStr = ""
+
+
+class TLSConfig(_Frozen):
+    """``[broker.tls]``: present means TLS is on. Files are absolute after validation."""
+
+    ca_file: ConfigFile | None = None
+    cert_file: ConfigFile | None = None
+    key_file: ConfigFile | None = Field(default=None, validate_default=True)
+    insecure: StrictBool = False
+
+    @field_validator("key_file", mode="after")
+    @classmethod
+    def _cert_and_key_together(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if "cert_file" not in info.data:  # cert_file itself is invalid, already reported
+            return value
+        has_cert = info.data["cert_file"] is not None
+        if has_cert and value is None:
+            raise ValueError("required when cert_file is set (client certificate and its key)")
+        if value is not None and not has_cert:
+            raise ValueError("key_file without cert_file: set both or neither")
+        return value
+
+
+class BrokerConfig(_Frozen):
+    """``[broker]``: the MQTT broker. ``password`` comes from the environment or a file only."""
+
+    host: Host = "127.0.0.1"
+    port: Annotated[StrictInt, Field(ge=1, le=65535)] = 1883
+    keepalive_s: Annotated[StrictInt, Field(ge=5, le=3600)] = 30
+    client_id: Annotated[StrictStr, Field(min_length=1)] | None = None
+    credentials_file: CredentialsFile | None = None
+    password: SecretStr | None = Field(default=None, validate_default=True, repr=False)
+    username: Annotated[StrictStr, Field(min_length=1)] | None = Field(
+        default=None, validate_default=True
+    )
+    tls: TLSConfig | None = None
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _password_from_env_or_file(cls, value: Any, info: ValidationInfo) -> SecretStr | None:
+        if value is not None:
+            raise ValueError(
+                "a password is not allowed in the config file: put it in the file named by "
+                f"broker.credentials_file, or in the environment variable {PASSWORD_ENV}"
+            )
+        env_password = _context(info).env.get(PASSWORD_ENV)
+        if env_password:
+            return SecretStr(env_password)
+        path = info.data.get("credentials_file")
+        if path is None:
+            return None
+        try:
+            return SecretStr(_read_password_file(path))
+        except ValueError:  # changed since the check a moment ago; report it where it belongs
+            return None
+
+    @field_validator("username", mode="after")
+    @classmethod
+    def _username_with_password(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("password") is not None:
+            raise ValueError(
+                f"required when a password is given (broker.credentials_file or {PASSWORD_ENV}):"
+                " MQTT sends no password without a username"
+            )
+        return value
+
+
+class UplinkConfig(_Frozen):
+    """``[uplink]``: when an event counts as delivered, and how often health is published."""
+
+    receipts: StrictBool = True
+    receipt_timeout_s: Seconds = 60.0
+    health_interval_s: Seconds = 30.0
+
+
+class OutboxConfig(_Frozen):
+    """``[outbox]``: the SQLite store of events not yet delivered."""
+
+    max_events: Annotated[StrictInt, Field(ge=100)] = 100_000
+    delivered_retention_s: NonNegativeSeconds = 86_400.0
+
+
+def _pull_up_from_toml(value: Any) -> Any:
+    """TOML has no null: ``pull_up = "none"`` means no internal pull resistor (gpiozero None)."""
+    if value == "none":
+        return None
+    if isinstance(value, str):
+        raise ValueError(f'expected true, false or "none", not {value!r}')
+    return value
+
+
+class InputConfig(_Frozen):
+    """``[[inputs]]``: a button or contact on a GPIO, read through gpiozero.
+
+    ``pull_up``/``active_high`` follow gpiozero's ``Button``: with a pull resistor
+    (``pull_up`` true or false) the active level follows from it; without one
+    (``pull_up = "none"``, ``None`` here) ``active_high`` must say it.
+    """
+
+    name: Name
+    kind: InputKind
+    pin: Pin
+    pull_up: StrictBool | None = True
+    active_high: StrictBool | None = Field(default=None, validate_default=True)
+    bounce_s: NonNegativeSeconds | None = 0.05
+    hold_s: Seconds | None = None
+    hold_kind: AlarmKind | None = Field(default=None, validate_default=True)
+    zone: Annotated[StrictStr, Field(min_length=1, max_length=100)] = ""
+    restore: StrictBool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_from_name_and_kind(cls, data: Any) -> Any:
+        """``zone`` defaults to the name; ``restore`` to true for tamper and door inputs."""
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        if "zone" not in data and isinstance(data.get("name"), str) and data["name"]:
+            data["zone"] = data["name"]
+        if "restore" not in data and isinstance(data.get("kind"), str):
+            data["restore"] = data["kind"] in RESTORING_KINDS
+        return data
+
+    @field_validator("pull_up", mode="before")
+    @classmethod
+    def _pull_up(cls, value: Any) -> Any:
+        return _pull_up_from_toml(value)
+
+    @field_validator("active_high", mode="after")
+    @classmethod
+    def _active_high_only_without_pull(
+        cls, value: bool | None, info: ValidationInfo
+    ) -> bool | None:
+        if "pull_up" not in info.data:  # pull_up itself is invalid, already reported
+            return value
+        if info.data["pull_up"] is None and value is None:
+            raise ValueError('required when pull_up = "none" (no pull resistor to imply it)')
+        if info.data["pull_up"] is not None and value is not None:
+            raise ValueError(
+                'only allowed with pull_up = "none": with a pull resistor the active level '
+                "follows from pull_up (true: active low, false: active high)"
+            )
+        return value
+
+    @field_validator("hold_kind", mode="after")
+    @classmethod
+    def _hold_kind_needs_hold_s(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and "hold_s" in info.data and info.data["hold_s"] is None:
+            raise ValueError("needs hold_s: how long the button must be held to report it")
+        return value
+
+
+class OutputConfig(_Frozen):
+    """``[[outputs]]``: a siren, buzzer, LED or relay on a GPIO, driven through gpiozero."""
+
+    name: Name
+    kind: OutputKind
+    pin: Pin
+    active_high: StrictBool = True
+
+
+class RuleConfig(_Frozen):
+    """``[[rules]]``: local alarm logic: any of ``when`` turns ``output`` on for ``seconds``."""
+
+    when: Annotated[tuple[AlarmKind, ...], AfterValidator(non_empty)]
+    output: StrictStr
+    seconds: Seconds = 180.0
+
+
+_SECTIONS = ("hub", "broker", "uplink", "outbox")
+
+
+class Config(_Frozen):
+    """The whole hub configuration. Build it with ``load_config`` or ``parse_config``."""
+
+    hub: HubConfig
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    uplink: UplinkConfig = Field(default_factory=UplinkConfig)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    inputs: tuple[InputConfig, ...] = ()
+    outputs: tuple[OutputConfig, ...] = ()
+    rules: tuple[RuleConfig, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_tables(cls, data: Any) -> Any:
+        """Missing tables are validated as empty ones (so the env context reaches [broker]);
+        no ``rules`` key at all means one rule per siren output."""
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        for section in _SECTIONS[1:]:
+            data.setdefault(section, {})
+        if "rules" not in data:
+            outputs = data.get("outputs")
+            data["rules"] = [
+                {"when": list(SIREN_RULE_KINDS), "output": _get(out, "name")}
+                for out in (outputs if isinstance(outputs, Sequence) else ())
+                if _get(out, "kind") == "siren" and isinstance(_get(out, "name"), str)
+            ]
+        return data
+
+    @model_validator(mode="after")
+    def _consistent_across_tables(self, info: ValidationInfo) -> Config:
+        ctx = info.context
+        if isinstance(ctx, _Context) and ctx.cross_checked:
+            return self
+        errors = cross_table_errors(
+            {"inputs": self.inputs, "outputs": self.outputs, "rules": self.rules}
+        )
+        if errors:
+            raise ValueError("; ".join(f"{path}: {msg}" for path, msg in errors))
+        return self
+
+    def input(self, name: str) -> InputConfig:
+        """The input called ``name``; KeyError if there is none."""
+        for inp in self.inputs:
+            if inp.name == name:
+                return inp
+        raise KeyError(f"no input named {name!r}")
+
+    def output(self, name: str) -> OutputConfig:
+        """The output called ``name``; KeyError if there is none."""
+        for out in self.outputs:
+            if out.name == name:
+                return out
+        raise KeyError(f"no output named {name!r}")
+
+    @property
+    def client_id(self) -> str:
+        """The MQTT client id: ``broker.client_id`` or ``tuquan-<commune>-<hub id>``."""
+        return self.broker.client_id or f"tuquan-{self.hub.commune}-{self.hub.id}"
+
+    def redacted(self) -> dict[str, Any]:
+        """A JSON-ready dict of the whole config for logs: the password shows as a mask."""
+        data = self.model_dump(mode="json")
+        data["broker"]["password"] = SECRET_MASK if self.broker.password is not None else None
+        return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks across tables.
+
+
+def cross_table_errors(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Unique names and pins across inputs and outputs; rules naming an existing output.
+
+    Works on raw TOML tables as well as on built models, and skips values of the wrong type
+    (those are reported by the type checks), so it can run on a config with other errors.
+    """
+    errors: list[tuple[str, str]] = []
+    name_users: dict[str, str] = {}
+    pin_users: dict[int, str] = {}
+    kinds_of_name: dict[str, str] = {}
+    for section in ("inputs", "outputs"):
+        items = data.get(section)
+        if not isinstance(items, Sequence) or isinstance(items, str):
+            continue
+        for index, item in enumerate(items):
+            where = f"{section}[{index}]"
+            name, pin = _get(item, "name"), _get(item, "pin")
+            if isinstance(name, str):
+                if name in name_users:
+                    errors.append(
+                        (f"{where}.name", f"name {name!r} is already used by {name_users[name]}")
+                    )
+                else:
+                    name_users[name] = where
+                    kinds_of_name[name] = section
+            if isinstance(pin, int) and not isinstance(pin, bool):
+                if pin in pin_users:
+                    errors.append(
+                        (f"{where}.pin", f"GPIO {pin} is already used by {pin_users[pin]}")
+                    )
+                else:
+                    pin_users[pin] = where
+    outputs = sorted(name for name, section in kinds_of_name.items() if section == "outputs")
+    rules = data.get("rules")
+    if isinstance(rules, Sequence) and not isinstance(rules, str):
+        for index, rule in enumerate(rules):
+            output = _get(rule, "output")
+            if not isinstance(output, str) or output in outputs:
+                continue
+            if kinds_of_name.get(output) == "inputs":
+                msg = f"{output!r} is an input, not an output"
+            elif outputs:
+                msg = f"no output named {output!r} (outputs: {', '.join(outputs)})"
+            else:
+                msg = f"no output named {output!r}: there are no [[outputs]]"
+            errors.append((f"rules[{index}].output", msg))
+    return errors
+
+
+# ---------------------------------------------------------------------------------------------
+# Turning pydantic's errors into (path, message) pairs.
+
+
+def format_path(loc: Sequence[int | str]) -> str:
+    """``("inputs", 1, "pin")`` → ``inputs[1].pin``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """The model class validating the table at ``loc`` (list indexes skipped)."""
+    model: type[BaseModel] | None = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part) if model is not None else None
+        if info is None:
+            return None
+        model = _model_in(info.annotation)
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _unknown_key_message(loc: Sequence[int | str]) -> str:
+    key = str(loc[-1])
+    model = _model_at(loc[:-1])
+    if model is None:
+        return f"unknown key {key!r}"
+    allowed = [name for name in model.model_fields if name != "password"]
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
+    return f"unknown key {key!r}; {hint}"
+
+
+_BOUNDS = {
+    "greater_than": "greater than",
+    "greater_than_equal": "at least",
+    "less_than": "less than",
+    "less_than_equal": "at most",
+}
+
+_TYPE_NAMES = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+    "tuple_type": "an array",
+    "list_type": "an array",
+    "path_type": "a path string",
+}
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind, loc = error["type"], error["loc"]
+    if kind == "extra_forbidden":
+        return _unknown_key_message(loc)
+    if kind == "missing":
+        model = _model_at(loc)
+        return "required table is missing" if model is not None else "required key is missing"
+    if kind in _TYPE_NAMES:
+        return f"expected {_TYPE_NAMES[kind]}"
+    if kind in _BOUNDS:
+        ctx = error.get("ctx", {})
+        bound = next(iter(ctx.values()), "?")
+        return f"must be {_BOUNDS[kind]} {bound}, not {error['input']!r}"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "string_too_long":
+        return f"must be at most {error.get('ctx', {}).get('max_length')} characters long"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"{error['input']!r} is not one of {expected}"
+    msg = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            return msg[len(prefix) :]
+    return msg[:1].lower() + msg[1:]
+
+
+def _pydantic_errors(exc: ValidationError) -> list[tuple[str, str]]:
+    return [
+        (format_path(err["loc"]), _message(err))
+        for err in exc.errors(include_url=False, include_input=True)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points.
+
+
+def parse_config(data: Mapping[str, Any], *, base_dir: Path, env: Mapping[str, str]) -> Config:
+    """Validate a parsed TOML table into a ``Config``; ``ConfigError`` lists every problem.
+
+    Relative file paths start at ``base_dir`` (the config file's folder); the broker password
+    is taken from ``env`` (``TUQUAN_BROKER_PASSWORD``) before ``broker.credentials_file``.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError([("", "the configuration must be a TOML table")])
+    errors: list[tuple[str, str]] = []
+    config: Config | None = None
+    try:
+        config = Config.model_validate(
+            data, context=_Context(base_dir=base_dir, env=env, cross_checked=True)
+        )
+    except ValidationError as exc:
+        errors.extend(_pydantic_errors(exc))
+    errors.extend(cross_table_errors(data))
+    errors.sort(key=_file_order)
+    if errors or config is None:
+        # Raised outside the except block: pydantic's own error text quotes input values.
+        raise ConfigError(errors)
+    return config
+
+
+_TABLE_ORDER = ("hub", "broker", "uplink", "outbox", "inputs", "outputs", "rules")
+
+
+def _file_order(error: tuple[str, str]) -> tuple[int, int]:
+    """Sort key: the order of the tables in docs/config.md, then the array index."""
+    match = re.match(r"([^.\[]*)(?:\[(\d+)\])?", error[0])
+    table, index = (match.group(1), match.group(2)) if match else ("", None)
+    rank = _TABLE_ORDER.index(table) if table in _TABLE_ORDER else len(_TABLE_ORDER)
+    return rank, int(index) if index else -1
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate one TOML config file (``env`` defaults to ``os.environ``)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError([(str(path), f"cannot read the file: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([(str(path), f"not UTF-8 text (byte {exc.start})")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([_toml_syntax_error(path, exc)]) from None
+    return parse_config(
+        data, base_dir=path.resolve().parent, env=os.environ if env is None else env
+    )
+
+
+def _toml_syntax_error(path: Path, exc: tomllib.TOMLDecodeError) -> tuple[str, str]:
+    """``hub.toml:3:7`` and tomllib's message without its position suffix."""
+    text = str(exc)
+    match = re.search(r"\s*\(at line (\d+), column (\d+)\)$", text)
+    if match:
+        where = f"{path}:{match.group(1)}:{match.group(2)}"
+        return where, f"TOML syntax error: {text[: match.start()]}"
+    return str(path), f"TOML syntax error: {text}"
+
+
+__all__ = [
+    "PASSWORD_ENV",
+    "SIREN_RULE_KINDS",
+    "AlarmKind",
+    "BrokerConfig",
+    "Config",
+    "HubConfig",
+    "InputConfig",
+    "InputKind",
+    "OutboxConfig",
+    "OutputConfig",
+    "OutputKind",
+    "RuleConfig",
+    "TLSConfig",
+    "UplinkConfig",
+    "cross_table_errors",
+    "format_path",
+    "load_config",
+    "parse_config",
+]
