@@ -119,14 +119,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the hub (real hardware, or --sim)")
-    run.add_argument("--config", help=f"hub config (default {DEFAULT_CONFIG}; with --sim the "
-                     "built-in simulated guard post)")
-    run.add_argument("--sim", nargs="?", const="", metavar="SCENARIO",
-                     help="simulated hardware; optionally play a scenario file")
-    run.add_argument("--broker", type=_broker_arg, metavar="HOST:PORT",
-                     help="override the config's broker")
-    run.add_argument("--data-dir", help=f"where the outbox lives (default {DEFAULT_DATA_DIR}, "
-                     f"with --sim ./{SIM_DATA_DIR}; or $TUQUAN_DATA_DIR)")
+    run.add_argument(
+        "--config",
+        help=f"hub config (default {DEFAULT_CONFIG}; with --sim the built-in simulated guard post)",
+    )
+    run.add_argument(
+        "--sim",
+        nargs="?",
+        const="",
+        metavar="SCENARIO",
+        help="simulated hardware; optionally play a scenario file",
+    )
+    run.add_argument(
+        "--broker", type=_broker_arg, metavar="HOST:PORT", help="override the config's broker"
+    )
+    run.add_argument(
+        "--data-dir",
+        help=f"where the outbox lives (default {DEFAULT_DATA_DIR}, "
+        f"with --sim ./{SIM_DATA_DIR}; or $TUQUAN_DATA_DIR)",
+    )
     run.add_argument("--log-level", default="INFO")
     run.set_defaults(func=_cmd_run)
 

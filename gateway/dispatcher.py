@@ -313,8 +313,10 @@ class Dispatcher:
     def _drained(self) -> bool:
         if not self._online:
             return True
-        return not self._inflight and not self.outbox.pending_alarms(-1, 1) and not (
-            self.outbox.pending_after(-1, -1, 1)
+        return (
+            not self._inflight
+            and not self.outbox.pending_alarms(-1, 1)
+            and not (self.outbox.pending_after(-1, -1, 1))
         )
 
     def _publish_health(self) -> None:

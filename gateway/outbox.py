@@ -205,9 +205,7 @@ class Outbox:
             "SELECT priority, seq FROM outbox WHERE state=1 AND sent_at < ?", (cutoff,)
         ).fetchall()
         if rows:
-            self._state_change(
-                "UPDATE outbox SET state=0 WHERE state=1 AND sent_at < ?", (cutoff,)
-            )
+            self._state_change("UPDATE outbox SET state=0 WHERE state=1 AND sent_at < ?", (cutoff,))
         return [(int(p), int(s)) for p, s in rows]
 
     def requeue_all_sent(self) -> int:
@@ -239,7 +237,9 @@ class Outbox:
                 self.max_events,
             )
         if excess > 0:
-            log.warning("outbox over its limit by %d alarm events; alarms are never evicted", excess)
+            log.warning(
+                "outbox over its limit by %d alarm events; alarms are never evicted", excess
+            )
 
     def prune_delivered(self) -> int:
         """Drop delivered rows past retention, and the oldest of them if the file is over size."""

@@ -131,8 +131,13 @@ class Hub:
         """Sound local outputs at once, then queue the event for commit and publishing."""
         event = replace(event, clock_synced=self.clock.synced())
         self.rules.handle(event)
-        log.info("event %s %s%s from %s", event.id, event.kind,
-                 " restore" if event.is_restore else "", event.source)
+        log.info(
+            "event %s %s%s from %s",
+            event.id,
+            event.kind,
+            " restore" if event.is_restore else "",
+            event.source,
+        )
         return self.dispatcher.submit([event])
 
     # -- remote commands (paho's network thread) ------------------------------------------

@@ -7,6 +7,7 @@ paho callback would kill its loop thread.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -113,7 +114,7 @@ class Uplink:
 
     def start(self) -> None:
         """Connect in the background; a broker that is down now is retried with backoff."""
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         self.client.connect_async(
             self.settings.host,
@@ -128,10 +129,8 @@ class Uplink:
         """Say offline (a clean disconnect does not fire the will) and close."""
         if self.connected:
             info = self.client.publish(self.topics.status, OFFLINE, qos=1, retain=True)
-            try:
+            with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout=2.0)
-            except (RuntimeError, ValueError):
-                pass
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -204,14 +203,14 @@ class Uplink:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
             if msg.topic == self.topics.receipt:
-                ids = _parse_receipt(msg.payload)
+                ids = _parse_receipt(bytes(msg.payload))
                 if ids is None:
                     self.stats.bad_receipts += 1
                     log.warning("dropped malformed receipt (%d bytes)", len(msg.payload))
                     return
                 self.handlers.receipt(ids)
             elif msg.topic.startswith(self.topics.base + "/cmd/"):
-                self.handlers.command(msg.topic.rsplit("/", 1)[1], msg.payload)
+                self.handlers.command(msg.topic.rsplit("/", 1)[1], bytes(msg.payload))
         except Exception:
             log.exception("error handling message on %s", msg.topic)
 

@@ -22,30 +22,58 @@ STATE_KINDS = {"tamper", "door"}
 
 
 class InputSpec(Protocol):
-    name: str
-    kind: str
-    pin: int
-    pull_up: bool | None
-    active_high: bool | None
-    bounce_s: float | None
-    hold_s: float | None
-    hold_kind: str | None
-    zone: str
-    restore: bool
+    """What an input needs from its configuration (gateway.config.InputConfig fits)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def pin(self) -> int: ...
+
+    @property
+    def pull_up(self) -> bool | None: ...
+
+    @property
+    def active_high(self) -> bool | None: ...
+
+    @property
+    def bounce_s(self) -> float | None: ...
+
+    @property
+    def hold_s(self) -> float | None: ...
+
+    @property
+    def hold_kind(self) -> str | None: ...
+
+    @property
+    def zone(self) -> str: ...
+
+    @property
+    def restore(self) -> bool: ...
 
 
 class OutputSpec(Protocol):
-    name: str
-    kind: str
-    pin: int
-    active_high: bool
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def pin(self) -> int: ...
+
+    @property
+    def active_high(self) -> bool: ...
 
 
 class GpioInput:
     """One input: press reports its kind, a long press its ``hold_kind``, release a restore."""
 
     def __init__(
-        self, spec: InputSpec, emit: Callable[[Event], None], pin_factory: Any = None
+        self, spec: InputSpec, emit: Callable[[Event], object], pin_factory: Any = None
     ) -> None:
         self.spec = spec
         self.emit = emit
@@ -109,7 +137,7 @@ class GpioInputs:
     def __init__(
         self,
         specs: Iterable[InputSpec],
-        emit: Callable[[Event], None],
+        emit: Callable[[Event], object],
         pin_factory: Any = None,
     ) -> None:
         self.inputs = {s.name: GpioInput(s, emit, pin_factory) for s in specs}

@@ -91,8 +91,12 @@ def test_full_outbox_evicts_telemetry_then_detections_never_alarms(tmp_path: Pat
     assert counts["undelivered_alarm"] == 20
     assert counts["undelivered_detection"] == 30
     assert counts["undelivered_telemetry"] == 50  # the 10 oldest went
-    kept = [json.loads(p)["data"]["n"] for (p,) in box.conn.execute(
-        "SELECT payload FROM outbox WHERE kind='telemetry' ORDER BY seq")]
+    kept = [
+        json.loads(p)["data"]["n"]
+        for (p,) in box.conn.execute(
+            "SELECT payload FROM outbox WHERE kind='telemetry' ORDER BY seq"
+        )
+    ]
     assert kept == list(range(10, 60))
     # Alarms past the limit: everything else goes, the alarms all stay.
     box.insert([ev("fire", i) for i in range(150)])
