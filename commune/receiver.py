@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 24 * 3600  # the broker keeps our subscription and queue this long offline
 DB_FILENAME = "receiver.sqlite3"
 MAX_BATCH = 1000
+MAX_ID_LENGTH = 64  # hubs reject a receipt holding a longer id (a UUID is 36)
 _LOGGED_PAYLOAD_CHARS = 200
 _STORE_RETRY_MAX_S = 30.0
 
@@ -415,8 +416,8 @@ class Receiver:
             return f"payload hub {obj.get('hub')!r} is not the topic's hub {hub!r}"
         if event.kind != topic_kind:
             return f"payload kind {event.kind!r} is not the topic's kind {topic_kind!r}"
-        if not event.id:
-            return "empty id"
+        if not 0 < len(event.id) <= MAX_ID_LENGTH:
+            return f"id must be 1 to {MAX_ID_LENGTH} characters"
         return ReceivedEvent.from_event(
             event, hub=hub, commune=commune, payload=text, received_at=msg.received_at
         )

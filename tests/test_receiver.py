@@ -151,6 +151,8 @@ def test_malformed_messages_are_dropped_and_the_receiver_goes_on(
         (TOPICS.event("alien"), json.dumps(unknown_kind).encode()),
         (TOPICS.event("panic"), json.dumps(no_zone).encode()),
         (TOPICS.event("tamper"), make_event(kind="panic").to_json(HUB)),  # kind disagrees
+        (TOPICS.event("panic"), make_event(id="x" * 65).to_json(HUB)),  # id too long
+        (TOPICS.event("panic"), make_event(id="").to_json(HUB)),
     ]
     for topic, payload in bad:
         hub.publish(topic, payload)
