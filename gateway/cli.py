@@ -114,6 +114,57 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return 0 if answer.get("ok") else 1
 
 
+def _cmd_receive(args: argparse.Namespace) -> int:
+    from commune.receiver import ReceiverError, run_receiver, tls_context
+    from gateway.errors import ConfigError
+    from gateway.logs import setup_logging
+
+    setup_logging(args.log_level)
+    host, port, commune = "127.0.0.1", 1883, args.commune
+    username = password = client_id = share_group = None
+    tls = None
+    if args.config:
+        from commune.config import load_receiver_config
+
+        try:
+            cfg = load_receiver_config(Path(args.config))
+        except ConfigError as exc:
+            _print_config_errors(exc, args.config)
+            return 2
+        b = cfg.broker
+        host, port, username = b.host, b.port, b.username
+        password = b.password.get_secret_value() if b.password else None
+        if b.tls is not None:
+            tls = tls_context(b.tls.ca_file, b.tls.cert_file, b.tls.key_file)
+            if b.tls.insecure:
+                tls.check_hostname = False
+        commune = commune or cfg.receiver.commune
+        client_id, share_group = cfg.receiver.client_id, cfg.receiver.share_group
+    if args.broker:
+        host, port = args.broker
+    if not commune:
+        print(
+            "tuquan receive needs --commune or a --config with [receiver] commune", file=sys.stderr
+        )
+        return 2
+    data_dir = Path(args.data_dir or os.environ.get("TUQUAN_DATA_DIR") or "data/receiver")
+    try:
+        return run_receiver(
+            host,
+            port,
+            commune,
+            data_dir,
+            client_id=client_id,
+            username=username,
+            password=password,
+            tls=tls,
+            share_group=share_group,
+        )
+    except ReceiverError as exc:
+        print(f"receiver: {exc}", file=sys.stderr)
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tuquan", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--count", type=int, default=1, help="for emit")
     sim.add_argument("--data-dir", help=f"the simulated hub's data dir (default ./{SIM_DATA_DIR})")
     sim.set_defaults(func=_cmd_sim)
+
+    rec = sub.add_parser("receive", help="run the commune receiver (stores, prints, receipts)")
+    rec.add_argument("--config", help="receiver config: [receiver] commune, and [broker]")
+    rec.add_argument("--broker", type=_broker_arg, metavar="HOST:PORT")
+    rec.add_argument("--commune", help="the commune whose hubs to receive (overrides the config)")
+    rec.add_argument("--data-dir", help="where receiver.sqlite3 lives (default ./data/receiver)")
+    rec.add_argument("--log-level", default="INFO")
+    rec.set_defaults(func=_cmd_receive)
 
     check = sub.add_parser("check-config", help="validate a hub config file (exit 2 if invalid)")
     check.add_argument("file")

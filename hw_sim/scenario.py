@@ -100,7 +100,12 @@ class ScenarioPlayer:
             if delay > 0 and self._stop.wait(delay):
                 return
             answer = self.handle(step_request(step))
-            log.info("scenario t=%.1fs %s %s: %s", float(step["at"]), step["action"],
-                     step.get("input", step.get("kind", "")), "ok" if answer.get("ok") else answer)
+            log.info(
+                "scenario t=%.1fs %s %s: %s",
+                float(step["at"]),
+                step["action"],
+                step.get("input", step.get("kind", "")),
+                "ok" if answer.get("ok") else answer,
+            )
         if self.on_done is not None:
             self.on_done()

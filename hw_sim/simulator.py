@@ -36,13 +36,12 @@ class SimulatedHub:
         broker: tuple[str, int] | None = None,
         scenario: Path | None = None,
     ) -> None:
+        steps = load_scenario(scenario) if scenario is not None else None  # fail before opening
         self.board = SimBoard()
         self.hub = Hub(cfg, data_dir, pin_factory=self.board.factory, broker=broker)
         self.board.attach(self.hub.inputs.inputs, self.hub.outputs)
         self.control = ControlServer(data_dir, self.handle)
-        self.player = (
-            ScenarioPlayer(load_scenario(scenario), self.handle) if scenario is not None else None
-        )
+        self.player = ScenarioPlayer(steps, self.handle) if steps is not None else None
 
     def start(self) -> None:
         self.hub.start()

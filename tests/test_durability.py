@@ -35,10 +35,11 @@ def write_sim_config(path: Path, **uplink: object) -> Path:
         if not any(line.startswith(f"{k} =") for k in data["uplink"])
     ]
     body = "\n".join(lines).replace(
-        "[uplink]", "[uplink]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in uplink.items())
-        + "\n" + "\n".join(
-            f"{k} = {json.dumps(v)}" for k, v in data["uplink"].items() if k not in uplink
-        ),
+        "[uplink]",
+        "[uplink]\n"
+        + "\n".join(f"{k} = {json.dumps(v)}" for k, v in uplink.items())
+        + "\n"
+        + "\n".join(f"{k} = {json.dumps(v)}" for k, v in data["uplink"].items() if k not in uplink),
     )
     path.write_text(body + "\n")
     return path
@@ -48,16 +49,28 @@ class HubProcess:
     """``tuquan run --sim`` in a child process, as an installer would run it."""
 
     def __init__(self, config: Path, data_dir: Path, broker: str, log: Path) -> None:
-        self.args = [sys.executable, "-m", "gateway.cli", "run", "--sim", "--config",
-                     str(config), "--broker", broker, "--data-dir", str(data_dir)]
+        self.args = [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "run",
+            "--sim",
+            "--config",
+            str(config),
+            "--broker",
+            broker,
+            "--data-dir",
+            str(data_dir),
+        ]
         self.data_dir = data_dir
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.args, stdout=out, stderr=out,
-                                         stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                self.args, stdout=out, stderr=out, stdin=subprocess.DEVNULL
+            )
         deadline = time.monotonic() + 30
         while True:
             assert self.proc.poll() is None, f"hub exited: {self.log.read_text()[-2000:]}"
@@ -80,9 +93,7 @@ class HubProcess:
         return self.proc.wait(20)
 
 
-def test_hub_killed_20_times_while_500_events_flow_loses_nothing(
-    mosquitto, tmp_path: Path
-) -> None:
+def test_hub_killed_20_times_while_500_events_flow_loses_nothing(mosquitto, tmp_path: Path) -> None:
     rng = random.Random(int(os.environ.get("TUQUAN_SOAK_SEED", "20261128")))
     store_path = tmp_path / "receiver.sqlite3"
     receiver = Receiver(mosquitto.host, mosquitto.port, COMMUNE, store_path)
@@ -101,8 +112,11 @@ def test_hub_killed_20_times_while_500_events_flow_loses_nothing(
                 while not stop.is_set() and len(accepted) < target + 50:
                     kind = rng.choice(["telemetry", "telemetry", "tamper", "panic"])
                     try:
-                        answer = request(hub.data_dir, {"cmd": "emit", "kind": kind,
-                                                        "count": rng.randint(1, 5)}, timeout=5)
+                        answer = request(
+                            hub.data_dir,
+                            {"cmd": "emit", "kind": kind, "count": rng.randint(1, 5)},
+                            timeout=5,
+                        )
                     except (OSError, ValueError):
                         return  # killed mid-request: those events may or may not be accepted
                     accepted.extend((e["id"], e["seq"]) for e in answer["events"])
@@ -144,9 +158,10 @@ def test_hub_killed_20_times_while_500_events_flow_loses_nothing(
 def test_a_sent_event_without_receipt_is_sent_again_with_the_same_id(
     mosquitto, tmp_path: Path
 ) -> None:
-    with Subscriber(mosquitto, EVENTS) as sub, sim_hub(
-        mosquitto, tmp_path, uplink={"receipts": True, "receipt_timeout_s": 0.5}
-    ) as hub:
+    with (
+        Subscriber(mosquitto, EVENTS) as sub,
+        sim_hub(mosquitto, tmp_path, uplink={"receipts": True, "receipt_timeout_s": 0.5}) as hub,
+    ):
         hub.board.press("panic-1")
         msgs = sub.wait_for(2, timeout=10)  # no receiver: PUBACK alone is not enough
         first, again = (m.json() for m in msgs[:2])
@@ -163,8 +178,9 @@ def test_with_a_receiver_events_are_delivered_and_leave_the_pending_states(
     mosquitto, tmp_path: Path
 ) -> None:
     new: list[dict[str, object]] = []
-    receiver = Receiver(mosquitto.host, mosquitto.port, COMMUNE, tmp_path / "r.sqlite3",
-                        on_new_event=new.append)
+    receiver = Receiver(
+        mosquitto.host, mosquitto.port, COMMUNE, tmp_path / "r.sqlite3", on_new_event=new.append
+    )
     receiver.start()
     assert receiver.wait_subscribed(10)
     try:
