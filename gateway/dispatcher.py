@@ -90,6 +90,7 @@ class Dispatcher:
         self._other_cursor = _START
         self._retry: list[tuple[float, int, int]] = []  # (due, priority, seq) after a rejection
         self._stop_deadline: float | None = None
+        self._uncommitted: list[tuple[list[Event], Future[list[Event]]]] = []
         self._started_at = time.monotonic()
         self.stopped = threading.Event()
 
@@ -147,6 +148,8 @@ class Dispatcher:
             wait = max(0.0, min(next_requeue, next_health, next_prune) - now)
             if self._stop_deadline is not None:
                 wait = min(wait, 0.05)
+            if self._uncommitted:
+                wait = min(wait, 0.5)
             try:
                 ops = [self._queue.get(timeout=wait)]
             except queue.Empty:
@@ -203,7 +206,7 @@ class Dispatcher:
                     fut.set_exception(exc)
             elif tag == "stop":
                 self._stop_deadline = op[1]
-        if new_events:
+        if new_events or self._uncommitted:
             self._commit(new_events)
         if acked:
             self.stats.acked += len(acked)
@@ -215,13 +218,16 @@ class Dispatcher:
             self.stats.receipts += self.outbox.mark_delivered(ids=receipt_ids)
 
     def _commit(self, batches: list[tuple[list[Event], Future[list[Event]]]]) -> None:
+        batches = self._uncommitted + batches
+        self._uncommitted = []
         flat = [e for events, _ in batches for e in events]
         try:
             stored = self.outbox.insert(flat)
-        except Exception as exc:
-            log.exception("could not commit %d events", len(flat))
-            for _, fut in batches:
-                fut.set_exception(exc)
+        except Exception:
+            # A full or failing disk: keep the events in memory and try again next turn (the
+            # siren already sounded; nothing is dropped while the process lives).
+            log.exception("could not commit %d events; retrying", len(flat))
+            self._uncommitted = batches
             return
         start = 0
         for events, fut in batches:

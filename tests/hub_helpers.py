@@ -29,9 +29,7 @@ def sim_config(**sections: dict[str, Any]) -> Config:
 def sim_hub(
     broker: Any, data_dir: Path, cfg: Config | None = None, **sections: dict[str, Any]
 ) -> Iterator[SimulatedHub]:
-    hub = SimulatedHub(
-        cfg or sim_config(**sections), data_dir, broker=(broker.host, broker.port)
-    )
+    hub = SimulatedHub(cfg or sim_config(**sections), data_dir, broker=(broker.host, broker.port))
     hub.start()
     try:
         yield hub

@@ -108,7 +108,7 @@ def test_hub_killed_20_times_while_500_events_flow_loses_nothing(mosquitto, tmp_
             hub.start()
             stop = threading.Event()
 
-            def produce() -> None:
+            def produce(stop: threading.Event = stop) -> None:
                 while not stop.is_set() and len(accepted) < target + 50:
                     kind = rng.choice(["telemetry", "telemetry", "tamper", "panic"])
                     try:

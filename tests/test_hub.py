@@ -28,9 +28,10 @@ def tap(hub, name: str) -> None:
 def test_a_panic_press_gives_exactly_one_panic_event_with_the_contract_fields(
     mosquitto, tmp_path: Path
 ) -> None:
-    with Subscriber(mosquitto, EVENTS) as sub, sim_hub(
-        mosquitto, tmp_path, uplink={"receipts": False}
-    ) as hub:
+    with (
+        Subscriber(mosquitto, EVENTS) as sub,
+        sim_hub(mosquitto, tmp_path, uplink={"receipts": False}) as hub,
+    ):
         wait_until(lambda: hub.hub.uplink.connected, what="hub online")
         hub.board.press("panic-1")
         hub.board.release("panic-1")
@@ -74,9 +75,10 @@ def test_events_made_while_the_broker_is_down_all_arrive_alarms_first(
 
 
 def test_tamper_reports_and_restores(mosquitto, tmp_path: Path) -> None:
-    with Subscriber(mosquitto, EVENTS) as sub, sim_hub(
-        mosquitto, tmp_path, uplink={"receipts": False}
-    ) as hub:
+    with (
+        Subscriber(mosquitto, EVENTS) as sub,
+        sim_hub(mosquitto, tmp_path, uplink={"receipts": False}) as hub,
+    ):
         tap(hub, "tamper-1")
         a, b = sub.wait_for(2)
     assert (a.json()["cid"], a.json()["qualifier"]) == (137, "E")
@@ -85,18 +87,20 @@ def test_tamper_reports_and_restores(mosquitto, tmp_path: Path) -> None:
 
 def test_a_long_press_adds_a_duress_report(mosquitto, tmp_path: Path) -> None:
     # The default simulated panic button reports duress when held 3 s.
-    with Subscriber(mosquitto, EVENTS) as sub, sim_hub(
-        mosquitto, tmp_path, uplink={"receipts": False}
-    ) as hub:
+    with (
+        Subscriber(mosquitto, EVENTS) as sub,
+        sim_hub(mosquitto, tmp_path, uplink={"receipts": False}) as hub,
+    ):
         hub.board.hold("panic-1", 3.5)
         msgs = sub.wait_for(2, timeout=10)
     assert [(m.json()["kind"], m.json()["cid"]) for m in msgs] == [("panic", 120), ("duress", 121)]
 
 
 def test_local_silence_input_stops_the_siren_and_is_reported(mosquitto, tmp_path: Path) -> None:
-    with Subscriber(mosquitto, EVENTS) as sub, sim_hub(
-        mosquitto, tmp_path, uplink={"receipts": False}
-    ) as hub:
+    with (
+        Subscriber(mosquitto, EVENTS) as sub,
+        sim_hub(mosquitto, tmp_path, uplink={"receipts": False}) as hub,
+    ):
         hub.board.press("panic-1")
         assert hub.board.outputs()["siren"] is True
         hub.board.press("silence-1")
@@ -119,26 +123,32 @@ def test_siren_turns_off_after_its_time(mosquitto, tmp_path: Path) -> None:
 
 
 def test_remote_silence_command(mosquitto, tmp_path: Path) -> None:
-    with Subscriber(mosquitto, TOPICS.cmd_result, EVENTS) as sub, sim_hub(
-        mosquitto, tmp_path, uplink={"receipts": False}
-    ) as hub:
+    with (
+        Subscriber(mosquitto, TOPICS.cmd_result, EVENTS) as sub,
+        sim_hub(mosquitto, tmp_path, uplink={"receipts": False}) as hub,
+    ):
         wait_until(lambda: hub.hub.uplink.connected, what="hub online")
         time.sleep(0.2)  # its subscription to cmd/+ is confirmed shortly after CONNACK
         hub.board.press("panic-1")
-        sub.publish(f"{TOPICS.base}/cmd/silence", json.dumps({"by": "officer-7", "request_id": "r1"}))
-        msgs = sub.wait_until(lambda ms: any(m.topic == TOPICS.cmd_result for m in ms)
-                              and sum(m.topic.endswith("/silenced") for m in ms) == 1)
+        sub.publish(
+            f"{TOPICS.base}/cmd/silence", json.dumps({"by": "officer-7", "request_id": "r1"})
+        )
+        msgs = sub.wait_until(
+            lambda ms: (
+                any(m.topic == TOPICS.cmd_result for m in ms)
+                and sum(m.topic.endswith("/silenced") for m in ms) == 1
+            )
+        )
         assert hub.board.outputs()["siren"] is False
     [result] = [m.json() for m in msgs if m.topic == TOPICS.cmd_result]
     assert result == {"cmd": "silence", "request_id": "r1", "ok": True, "silenced": ["siren"]}
 
 
-def test_malformed_commands_and_receipts_are_counted_and_dropped(
-    mosquitto, tmp_path: Path
-) -> None:
-    with Subscriber(mosquitto, EVENTS, TOPICS.cmd_result) as sub, sim_hub(
-        mosquitto, tmp_path, uplink={"receipts": True}
-    ) as hub:
+def test_malformed_commands_and_receipts_are_counted_and_dropped(mosquitto, tmp_path: Path) -> None:
+    with (
+        Subscriber(mosquitto, EVENTS, TOPICS.cmd_result) as sub,
+        sim_hub(mosquitto, tmp_path, uplink={"receipts": True}) as hub,
+    ):
         wait_until(lambda: hub.hub.uplink.connected, what="hub online")
         time.sleep(0.2)
         for payload in (b"\xff\xfe", b"[1,2]", b"{not json"):
@@ -152,8 +162,14 @@ def test_malformed_commands_and_receipts_are_counted_and_dropped(
         hub.board.press("panic-1")
         sub.wait_until(lambda ms: any(m.topic.endswith("/event/panic") for m in ms))
     results = [m.json() for m in sub.messages if m.topic == TOPICS.cmd_result]
-    assert results == [{"cmd": "self-destruct", "request_id": "", "ok": False,
-                        "error": "unknown command 'self-destruct'"}]
+    assert results == [
+        {
+            "cmd": "self-destruct",
+            "request_id": "",
+            "ok": False,
+            "error": "unknown command 'self-destruct'",
+        }
+    ]
 
 
 def test_status_is_retained_online_and_the_will_says_offline(mosquitto, tmp_path: Path) -> None:
@@ -176,3 +192,21 @@ def test_status_is_retained_online_and_the_will_says_offline(mosquitto, tmp_path
     with Subscriber(mosquitto, TOPICS.status) as sub:
         [msg] = sub.wait_for(1)
         assert msg.payload == b"offline" and msg.retain
+
+
+def test_a_failing_disk_keeps_the_alarm_in_memory_until_it_can_commit(
+    mosquitto, tmp_path: Path
+) -> None:
+    with (
+        Subscriber(mosquitto, EVENTS) as sub,
+        sim_hub(mosquitto, tmp_path, uplink={"receipts": False}) as hub,
+    ):
+        # SQLite refuses every write from now on, as with a card gone read-only.
+        hub.hub.dispatcher.call(lambda o: o.conn.execute("PRAGMA query_only=1")).result(5)
+        hub.board.press("panic-1")
+        assert hub.board.outputs()["siren"] is True  # the siren never waits for the disk
+        time.sleep(1.2)  # a few failed commits
+        assert sub.messages == []
+        hub.hub.dispatcher.call(lambda o: o.conn.execute("PRAGMA query_only=0")).result(5)
+        [msg] = sub.wait_for(1, timeout=10)
+    assert msg.json()["kind"] == "panic" and msg.json()["seq"] == 1
