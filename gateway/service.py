@@ -36,7 +36,7 @@ def broker_settings(cfg: Config, override: tuple[str, int] | None = None) -> Bro
     return BrokerSettings(
         host=host,
         port=port,
-        client_id=b.client_id or f"tuquan-{cfg.hub.commune}-{cfg.hub.id}",
+        client_id=cfg.client_id,
         keepalive_s=b.keepalive_s,
         username=b.username,
         password=b.password.get_secret_value() if b.password else None,

@@ -210,3 +210,17 @@ def test_a_failing_disk_keeps_the_alarm_in_memory_until_it_can_commit(
         hub.hub.dispatcher.call(lambda o: o.conn.execute("PRAGMA query_only=0")).result(5)
         [msg] = sub.wait_for(1, timeout=10)
     assert msg.json()["kind"] == "panic" and msg.json()["seq"] == 1
+
+
+def test_a_hub_started_while_the_broker_is_down_sends_when_it_comes_up(
+    mosquitto, tmp_path: Path
+) -> None:
+    mosquitto.stop()
+    with sim_hub(mosquitto, tmp_path, uplink={"receipts": False}) as hub:
+        hub.board.press("panic-1")
+        assert hub.board.outputs()["siren"] is True
+        assert outbox_counts(hub)["pending"] == 1
+        mosquitto.start()
+        with Subscriber(mosquitto, EVENTS) as sub:
+            [msg] = sub.wait_for(1, timeout=30)
+    assert msg.json()["kind"] == "panic"
