@@ -186,6 +186,7 @@ class Dispatcher:
         new_events: list[tuple[list[Event], Future[list[Event]]]] = []
         acked: list[int] = []
         receipt_ids: list[str] = []
+        calls: list[tuple[Callable[[Outbox], Any], Future[Any]]] = []
         for op in ops:
             tag = op[0]
             if tag == "events":
@@ -199,11 +200,7 @@ class Dispatcher:
             elif tag == "online":
                 self._set_online(op[1])
             elif tag == "call":
-                fut = op[2]
-                try:
-                    fut.set_result(op[1](self.outbox))
-                except Exception as exc:
-                    fut.set_exception(exc)
+                calls.append((op[1], op[2]))
             elif tag == "stop":
                 self._stop_deadline = op[1]
         if new_events or self._uncommitted:
@@ -216,6 +213,12 @@ class Dispatcher:
                 self.outbox.mark_delivered(seqs=acked)
         if receipt_ids:
             self.stats.receipts += self.outbox.mark_delivered(ids=receipt_ids)
+        # Last, so a call sees everything queued before it (events submitted first included).
+        for fn, fut in calls:
+            try:
+                fut.set_result(fn(self.outbox))
+            except Exception as exc:
+                fut.set_exception(exc)
 
     def _commit(self, batches: list[tuple[list[Event], Future[list[Event]]]]) -> None:
         batches = self._uncommitted + batches

@@ -88,11 +88,11 @@ class Uplink:
         )
         client.max_inflight_messages_set(max_inflight)
         client.will_set(topics.status, OFFLINE, qos=1, retain=True)
-        # Each hub draws its own backoff so 4,000 hubs don't reconnect in lockstep after a
-        # broker restart (paho's backoff doubles from min to max, without jitter of its own).
-        client.reconnect_delay_set(
-            min_delay=random.randint(1, 3), max_delay=random.randint(60, 120)
-        )
+        # paho doubles its reconnect delay from min to max, without jitter of its own: each hub
+        # draws its own pair so 4,000 hubs don't reconnect in lockstep after a broker restart.
+        # The cap stays short because an alarm waits for it: 4,000 hubs retrying every 20-30 s
+        # are ~150 connection attempts a second, which any broker takes.
+        client.reconnect_delay_set(min_delay=random.randint(1, 2), max_delay=random.randint(20, 30))
         if settings.username:
             client.username_pw_set(settings.username, settings.password)
         if settings.tls or settings.ca_file:
