@@ -44,6 +44,7 @@ KINDS: dict[str, Kind] = {
         Kind("fire", 110, Priority.ALARM),
         Kind("smoke", 111, Priority.ALARM),
         Kind("heat", 114, Priority.ALARM),
+        Kind("gas", 151, Priority.ALARM),
         Kind("tamper", 137, Priority.TROUBLE),
         Kind("sensor_tamper", 144, Priority.TROUBLE),
         Kind("door", 131, Priority.TROUBLE),  # perimeter contact
@@ -51,6 +52,7 @@ KINDS: dict[str, Kind] = {
         Kind("rf_supervision", 381, Priority.TROUBLE),
         Kind("low_battery", 384, Priority.TROUBLE),
         Kind("system_low_battery", 302, Priority.TROUBLE),
+        Kind("bus_fault", 330, Priority.TROUBLE),  # system peripheral trouble: a bus adapter
         Kind("silenced", 406, Priority.TROUBLE),  # Contact ID 406: cancel (siren silenced)
         Kind("person", 130, Priority.DETECTION),  # detection reported as a burglary-zone event
         Kind("test", 602, Priority.TELEMETRY),  # periodic test report
