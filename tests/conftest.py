@@ -40,6 +40,11 @@ class Broker:
 
     ``stop()`` is a clean shutdown (SIGTERM), ``kill()`` a crash (SIGKILL); ``start()`` brings
     it back on the same port, so clients reconnect to the same address.
+
+    ``extra_config`` lines follow the ``listener`` line, so listener options in it (``cafile``,
+    ``certfile``, ``require_certificate``...) apply to the test's listener; ``allow_anonymous``
+    false makes clients authenticate (``password_file``, or a certificate with
+    ``use_identity_as_username``).
     """
 
     def __init__(
@@ -50,6 +55,7 @@ class Broker:
         host: str = "127.0.0.1",
         port: int | None = None,
         extra_config: str = "",
+        allow_anonymous: bool = True,
         ready_timeout: float = 10.0,
     ) -> None:
         self.executable = executable
@@ -57,6 +63,7 @@ class Broker:
         self.host = host
         self.port = port or free_port(host)
         self.extra_config = extra_config
+        self.allow_anonymous = allow_anonymous
         self.ready_timeout = ready_timeout
         self.config_path = workdir / "mosquitto.conf"
         self.log_path = workdir / "mosquitto.log"
@@ -85,7 +92,7 @@ class Broker:
     def _write_config(self) -> None:
         lines = [
             f"listener {self.port} {self.host}",
-            "allow_anonymous true",
+            f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
             "persistence false",
             "log_dest stderr",
             "log_type error",
@@ -175,15 +182,21 @@ def _require_mosquitto() -> str:
 
 @pytest.fixture
 def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
-    """Start brokers on demand: ``mosquitto_factory(extra_config="...")`` -> running Broker."""
+    """Start brokers on demand: ``mosquitto_factory(extra_config="...")`` -> running Broker.
+
+    ``allow_anonymous=False`` turns anonymous access off (see :class:`Broker`)."""
     executable = _require_mosquitto()
     brokers: list[Broker] = []
 
-    def make(*, extra_config: str = "", name: str | None = None) -> Broker:
+    def make(
+        *, extra_config: str = "", name: str | None = None, allow_anonymous: bool = True
+    ) -> Broker:
         workdir = tmp_path / (name or f"mosquitto-{len(brokers)}")
         last_error: RuntimeError | None = None
         for _ in range(3):  # another process may take the free port before Mosquitto binds it
-            broker = Broker(executable, workdir, extra_config=extra_config)
+            broker = Broker(
+                executable, workdir, extra_config=extra_config, allow_anonymous=allow_anonymous
+            )
             brokers.append(broker)
             try:
                 broker.start(retry_for=0.0)

@@ -8,12 +8,15 @@
         assert msg.json()["ids"] == [event_id]
 
 The subscription is confirmed (SUBACK) before the constructor returns, so nothing published
-afterwards is missed.
+afterwards is missed. ``username``/``password`` and ``tls`` (an ``ssl.SSLContext``, with a client
+certificate loaded if the broker wants one) reach a broker that authenticates; ``publish``
+returns the broker's PUBACK reason code, so a test sees a publish the broker refused.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -58,6 +61,9 @@ class Subscriber:
         *topic_filters: str,
         client_id: str = "",
         timeout: float = 10.0,
+        username: str | None = None,
+        password: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host, self.port = _host_port(broker)
         self.timeout = timeout
@@ -66,11 +72,17 @@ class Subscriber:
         self._connected = threading.Event()
         self._connect_error: str | None = None
         self._subacks: dict[int, list[ReasonCode]] = {}
+        self._pubacks: dict[int, ReasonCode] = {}
 
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
         )
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        if tls is not None:
+            self.client.tls_set_context(tls)
         self.client.on_connect = self._on_connect
+        self.client.on_publish = self._on_publish
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self.client.connect(self.host, self.port)
@@ -96,6 +108,10 @@ class Subscriber:
         with self._cond:
             self._subacks[mid] = list(rcs)
             self._cond.notify_all()
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
+        with self._cond:
+            self._pubacks[mid] = rc
 
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         now = time.monotonic_ns()
@@ -156,11 +172,17 @@ class Subscriber:
         qos: int = 1,
         retain: bool = False,
         timeout: float | None = None,
-    ) -> None:
-        """Publish and wait until it is sent (QoS 0) or acknowledged by the broker (QoS 1/2)."""
-        publish(
+    ) -> ReasonCode | None:
+        """Publish and wait until it is sent (QoS 0) or acknowledged by the broker (QoS 1/2).
+
+        Returns the reason code of the broker's PUBACK/PUBCOMP (``is_failure`` when the broker
+        refused the message, e.g. 0x87 Not authorized from an ACL); None for QoS 0."""
+        info = publish(
             self.client, topic, payload, qos, retain, self.timeout if timeout is None else timeout
         )
+        with self._cond:
+            reason = self._pubacks.pop(info.mid, None)
+        return reason if qos > 0 else None
 
     def close(self) -> None:
         self.client.disconnect()
@@ -180,12 +202,13 @@ def publish(
     qos: int = 1,
     retain: bool = False,
     timeout: float = 10.0,
-) -> None:
+) -> mqtt.MQTTMessageInfo:
     """Publish with a connected, looping client and wait (bounded) for it to go out."""
     info = client.publish(topic, payload, qos=qos, retain=retain)
     info.wait_for_publish(timeout)
     if not info.is_published():
         raise AssertionError(f"publish to {topic} not completed within {timeout} s (rc {info.rc})")
+    return info
 
 
 def publish_once(
