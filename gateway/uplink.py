@@ -12,6 +12,8 @@ import json
 import logging
 import random
 import ssl
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -81,6 +83,8 @@ class Uplink:
         self.handlers = handlers
         self.stats = UplinkStats()
         self.connected = False
+        self._stopping = False
+        self._last_fail: tuple[str, float] = ("", 0.0)
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
@@ -106,6 +110,7 @@ class Uplink:
                 client.tls_insecure_set(True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         self.client = client
@@ -127,6 +132,7 @@ class Uplink:
 
     def stop(self) -> None:
         """Say offline (a clean disconnect does not fire the will) and close."""
+        self._stopping = True
         if self.connected:
             info = self.client.publish(self.topics.status, OFFLINE, qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):
@@ -187,10 +193,34 @@ class Uplink:
             self.connected = False
             if was:
                 self.stats.disconnects += 1
-                log.warning("disconnected from broker: %s", reason_code)
+                if self._stopping:
+                    log.info("disconnected from broker")
+                else:
+                    log.warning("disconnected from broker: %s", reason_code)
             self.handlers.disconnected()
         except Exception:
             log.exception("error in on_disconnect")
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        """The TCP or TLS connection could not be made (a refused CONNECT goes to on_connect).
+
+        paho calls this inside its ``except OSError`` block, so the error is at hand. Logged
+        when it changes and once a minute otherwise: an installer must see why, a log must not
+        fill up during a long outage."""
+        try:
+            error = sys.exc_info()[1]
+            text = f"{type(error).__name__}: {error}" if error else "unknown error"
+            now = time.monotonic()
+            if text != self._last_fail[0] or now - self._last_fail[1] >= 60.0:
+                self._last_fail = (text, now)
+                log.error(
+                    "cannot connect to broker %s:%d: %s",
+                    self.settings.host,
+                    self.settings.port,
+                    text,
+                )
+        except Exception:
+            log.exception("error in on_connect_fail")
 
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any

@@ -325,11 +325,6 @@ def test_a_broker_certificate_the_hub_cannot_verify_is_refused_and_the_event_kep
     assert "New client connected" not in broker.log_tail(200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/uplink.py sets no on_connect_fail and does not enable paho's logger: a hub "
-    "that cannot verify the broker's certificate retries forever without one log line",
-)
 def test_a_hub_that_cannot_verify_the_broker_says_so_in_its_log(
     tmp_path: Path,
     mosquitto_factory: Callable[..., Any],
