@@ -4,7 +4,7 @@
 #   make demo       a simulated guard post reports a panic to a commune receiver, end to end
 #   make test       lint, then the test suite (pytest -q; add PYTEST_ARGS='-k outbox' etc.)
 #   make lint       ruff check, ruff format --check (whole tree), mypy on gateway/
-#   make bench      benchmarks (python -m bench.run_all)
+#   make bench      benchmarks (python -m bench.run_all; BENCH_ARGS=--quick for a short run)
 #   make setup      only the setup: .venv, pip install -e '.[dev]', Mosquitto, npm packages
 #   make clean      caches, build output and the demo's data; make distclean also .venv, node_modules
 
@@ -15,6 +15,7 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help setup demo test lint bench clean distclean
 
@@ -38,7 +39,7 @@ test: lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 bench: setup
-	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
 
 clean:
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
