@@ -60,6 +60,19 @@ AlarmKind = Literal["panic", "silent_panic", "duress", "fire", "smoke", "heat", 
 
 OutputKind = Literal["siren", "buzzer", "led", "relay"]
 
+RuleKind = Literal[
+    "panic", "silent_panic", "duress", "fire", "smoke", "heat", "gas", "tamper", "door"
+]
+"""Event kinds a rule can react to: what inputs report, and ``gas`` from Modbus detectors."""
+
+ModbusKind = Literal["smoke", "gas", "fire", "heat"]
+"""What a Modbus detector reports when its reading reaches the threshold."""
+
+SupervisionKind = Literal["supervision", "rf_supervision"]
+"""The trouble a silent sensor node reports: wired (Contact ID 147) or radio (381)."""
+
+Parity = Literal["N", "E", "O"]
+
 SIREN_RULE_KINDS: tuple[AlarmKind, ...] = ("panic", "duress", "fire", "smoke", "heat", "tamper")
 """What sounds each siren when the file has no ``rules`` key (never ``silent_panic``)."""
 
@@ -145,6 +158,31 @@ def gpio_pin(value: int) -> int:
     return value
 
 
+def serial_port(value: str) -> str:
+    """A serial device path such as ``/dev/ttyUSB0`` or ``/dev/serial/by-id/usb-...``.
+
+    It need not exist when the file is checked: an adapter may be plugged in later, and the
+    hub keeps trying to open it.
+    """
+    if not value:
+        raise ValueError("must not be empty")
+    if not value.startswith("/") or "\x00" in value:
+        raise ValueError(
+            f"{value!r} is not a device path: write the absolute path of the serial device, "
+            "e.g. /dev/ttyUSB0 or /dev/serial/by-id/usb-..."
+        )
+    return value
+
+
+def node_id(value: int) -> int:
+    """A sensor node's 16-bit id as flashed into it (0 and 0xFFFF are reserved by the protocol)."""
+    if not 1 <= value <= 0xFFFE:
+        raise ValueError(
+            f"node id {value} is out of range: use 1 to 65534 (0 and 65535 are reserved)"
+        )
+    return value
+
+
 def existing_file(value: Path, info: ValidationInfo) -> Path:
     """A readable file; a relative path starts at the config file's folder. Returns it absolute."""
     path = value.expanduser()
@@ -205,6 +243,10 @@ Id = Annotated[StrictStr, AfterValidator(mqtt_topic_level)]
 Name = Annotated[StrictStr, AfterValidator(device_name)]
 Host = Annotated[StrictStr, AfterValidator(hostname_or_ip)]
 Pin = Annotated[StrictInt, AfterValidator(gpio_pin)]
+SerialPort = Annotated[StrictStr, AfterValidator(serial_port)]
+Baud = Annotated[StrictInt, Field(ge=300, le=4_000_000)]
+Count = Annotated[StrictInt, Field(ge=1, le=1000)]
+Zone = Annotated[StrictStr, Field(min_length=1, max_length=100)]
 ConfigFile = Annotated[Path, AfterValidator(existing_file)]
 CredentialsFile = Annotated[Path, AfterValidator(credentials_file)]
 Seconds = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
@@ -396,12 +438,113 @@ class OutputConfig(_Frozen):
 class RuleConfig(_Frozen):
     """``[[rules]]``: local alarm logic: any of ``when`` turns ``output`` on for ``seconds``."""
 
-    when: Annotated[tuple[AlarmKind, ...], AfterValidator(non_empty)]
+    when: Annotated[tuple[RuleKind, ...], AfterValidator(non_empty)]
     output: StrictStr
     seconds: Seconds = 180.0
 
 
+def _zone_from_name(data: Any) -> Any:
+    """A table's ``zone`` defaults to its ``name``."""
+    if isinstance(data, Mapping) and "zone" not in data:
+        name = data.get("name")
+        if isinstance(name, str) and name:
+            return {**data, "zone": name}
+    return data
+
+
+class BusConfig(_Frozen):
+    """``[[buses]]``: a serial port (USB adapter, UART) carrying sensor nodes' frames."""
+
+    name: Name
+    port: SerialPort
+    baud: Baud = 115_200
+    rs485: StrictBool = False
+
+
+class NodeConfig(_Frozen):
+    """``[[nodes]]``: a sensor node on a bus, known by its 16-bit id.
+
+    The node is declared lost after ``missed * heartbeat_s`` without any frame from it.
+    """
+
+    name: Name
+    bus: StrictStr
+    id: Annotated[StrictInt, AfterValidator(node_id)]
+    zone: Zone = ""
+    heartbeat_s: Seconds = 30.0
+    missed: Count = 8
+    supervision_kind: SupervisionKind = "supervision"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_zone(cls, data: Any) -> Any:
+        return _zone_from_name(data)
+
+    @property
+    def window_s(self) -> float:
+        """Silence longer than this means the node is lost."""
+        return self.heartbeat_s * self.missed
+
+
+class ModbusConfig(_Frozen):
+    """``[[modbus]]``: one register of a Modbus RTU detector (gas, smoke, fire, heat), polled.
+
+    The reading (times ``scale``) at or above ``threshold`` reports ``kind``; it is restored
+    when the reading falls below ``restore_below`` (hysteresis).
+    """
+
+    name: Name
+    port: SerialPort
+    baud: Baud = 9600
+    parity: Parity = "N"
+    stopbits: Literal[1, 2] = 1
+    unit: Annotated[StrictInt, Field(ge=1, le=247)]
+    # ``register`` in the file; the attribute has another name because pydantic models (ABCs)
+    # already have a ``register`` method.
+    register_address: Annotated[StrictInt, Field(ge=0, le=65535, alias="register")]
+    function: Literal[3, 4] = 3
+    signed: StrictBool = False
+    kind: ModbusKind
+    threshold: Annotated[float, Field(strict=True, allow_inf_nan=False)]
+    restore_below: Annotated[float, Field(strict=True, allow_inf_nan=False)] | None = Field(
+        default=None, validate_default=True
+    )
+    scale: Annotated[float, Field(strict=True, allow_inf_nan=False)] = 1.0
+    zone: Zone = ""
+    poll_s: Seconds = 2.0
+    timeout_s: Annotated[float, Field(strict=True, gt=0, le=10, allow_inf_nan=False)] = 0.5
+    missed: Count = 3
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_zone(cls, data: Any) -> Any:
+        return _zone_from_name(data)
+
+    @field_validator("scale", mode="after")
+    @classmethod
+    def _scale_not_zero(cls, value: float) -> float:
+        if value == 0:
+            raise ValueError("must not be 0 (every reading would be 0)")
+        return value
+
+    @field_validator("restore_below", mode="after")
+    @classmethod
+    def _restore_below_threshold(cls, value: float | None, info: ValidationInfo) -> float | None:
+        threshold = info.data.get("threshold")
+        if threshold is None:  # threshold itself is invalid, already reported
+            return value
+        if value is None:
+            return float(threshold)
+        if value > threshold:
+            raise ValueError(
+                f"must be at most threshold ({threshold:g}), not {value:g}: the alarm is "
+                "restored when the reading falls below it"
+            )
+        return value
+
+
 _SECTIONS = ("hub", "broker", "uplink", "outbox")
+_ARRAYS = ("inputs", "outputs", "rules", "buses", "nodes", "modbus")
 
 
 class Config(_Frozen):
@@ -414,6 +557,9 @@ class Config(_Frozen):
     inputs: tuple[InputConfig, ...] = ()
     outputs: tuple[OutputConfig, ...] = ()
     rules: tuple[RuleConfig, ...] = ()
+    buses: tuple[BusConfig, ...] = ()
+    nodes: tuple[NodeConfig, ...] = ()
+    modbus: tuple[ModbusConfig, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -439,9 +585,7 @@ class Config(_Frozen):
         ctx = info.context
         if isinstance(ctx, _Context) and ctx.cross_checked:
             return self
-        errors = cross_table_errors(
-            {"inputs": self.inputs, "outputs": self.outputs, "rules": self.rules}
-        )
+        errors = cross_table_errors({name: getattr(self, name) for name in _ARRAYS})
         if errors:
             raise ValueError("; ".join(f"{path}: {msg}" for path, msg in errors))
         return self
@@ -460,6 +604,20 @@ class Config(_Frozen):
                 return out
         raise KeyError(f"no output named {name!r}")
 
+    def bus(self, name: str) -> BusConfig:
+        """The sensor bus called ``name``; KeyError if there is none."""
+        for bus in self.buses:
+            if bus.name == name:
+                return bus
+        raise KeyError(f"no bus named {name!r}")
+
+    def node(self, name: str) -> NodeConfig:
+        """The sensor node called ``name``; KeyError if there is none."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(f"no node named {name!r}")
+
     @property
     def client_id(self) -> str:
         """The MQTT client id: ``broker.client_id`` or ``tuquan-<commune>-<hub id>``."""
@@ -477,7 +635,9 @@ class Config(_Frozen):
 
 
 def cross_table_errors(data: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Unique names and pins across inputs and outputs; rules naming an existing output.
+    """Unique names across inputs, outputs, nodes and Modbus detectors; unique pins; rules
+    naming an existing output; nodes on an existing bus with an id unique on it; serial ports
+    not shared between a bus and anything else.
 
     Works on raw TOML tables as well as on built models, and skips values of the wrong type
     (those are reported by the type checks), so it can run on a config with other errors.
@@ -486,11 +646,8 @@ def cross_table_errors(data: Mapping[str, Any]) -> list[tuple[str, str]]:
     name_users: dict[str, str] = {}
     pin_users: dict[int, str] = {}
     kinds_of_name: dict[str, str] = {}
-    for section in ("inputs", "outputs"):
-        items = data.get(section)
-        if not isinstance(items, Sequence) or isinstance(items, str):
-            continue
-        for index, item in enumerate(items):
+    for section in ("inputs", "outputs", "nodes", "modbus"):
+        for index, item in _entries(data, section):
             where = f"{section}[{index}]"
             name, pin = _get(item, "name"), _get(item, "pin")
             if isinstance(name, str):
@@ -501,7 +658,11 @@ def cross_table_errors(data: Mapping[str, Any]) -> list[tuple[str, str]]:
                 else:
                     name_users[name] = where
                     kinds_of_name[name] = section
-            if isinstance(pin, int) and not isinstance(pin, bool):
+            if (
+                section in ("inputs", "outputs")
+                and isinstance(pin, int)
+                and not isinstance(pin, bool)
+            ):
                 if pin in pin_users:
                     errors.append(
                         (f"{where}.pin", f"GPIO {pin} is already used by {pin_users[pin]}")
@@ -509,20 +670,124 @@ def cross_table_errors(data: Mapping[str, Any]) -> list[tuple[str, str]]:
                 else:
                     pin_users[pin] = where
     outputs = sorted(name for name, section in kinds_of_name.items() if section == "outputs")
-    rules = data.get("rules")
-    if isinstance(rules, Sequence) and not isinstance(rules, str):
-        for index, rule in enumerate(rules):
-            output = _get(rule, "output")
-            if not isinstance(output, str) or output in outputs:
-                continue
-            if kinds_of_name.get(output) == "inputs":
-                msg = f"{output!r} is an input, not an output"
-            elif outputs:
-                msg = f"no output named {output!r} (outputs: {', '.join(outputs)})"
-            else:
-                msg = f"no output named {output!r}: there are no [[outputs]]"
-            errors.append((f"rules[{index}].output", msg))
+    for index, rule in _entries(data, "rules"):
+        output = _get(rule, "output")
+        if not isinstance(output, str) or output in outputs:
+            continue
+        if output in kinds_of_name:
+            msg = f"{output!r} is {_WHAT_SECTION_HOLDS[kinds_of_name[output]]}, not an output"
+        elif outputs:
+            msg = f"no output named {output!r} (outputs: {', '.join(outputs)})"
+        else:
+            msg = f"no output named {output!r}: there are no [[outputs]]"
+        errors.append((f"rules[{index}].output", msg))
+    errors.extend(_serial_errors(data))
     return errors
+
+
+_WHAT_SECTION_HOLDS = {
+    "inputs": "an input",
+    "nodes": "a sensor node",
+    "modbus": "a Modbus detector",
+}
+
+_LINE_SETTINGS = ("baud", "parity", "stopbits")
+
+
+def _entries(data: Mapping[str, Any], section: str) -> list[tuple[int, Any]]:
+    """``(index, table)`` of an array of tables; nothing if it is not an array."""
+    items = data.get(section)
+    if not isinstance(items, Sequence) or isinstance(items, str):
+        return []
+    return list(enumerate(items))
+
+
+def _serial_errors(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
+    buses: dict[str, str] = {}
+    for index, bus in _entries(data, "buses"):
+        name = _get(bus, "name")
+        if isinstance(name, str):
+            if name in buses:
+                errors.append(
+                    (f"buses[{index}].name", f"name {name!r} is already used by {buses[name]}")
+                )
+            else:
+                buses[name] = f"buses[{index}]"
+    node_ids: dict[tuple[str, int], str] = {}
+    for index, node in _entries(data, "nodes"):
+        bus, node_id = _get(node, "bus"), _get(node, "id")
+        if not isinstance(bus, str):
+            continue
+        if bus not in buses:
+            known = ", ".join(sorted(buses))
+            msg = (
+                f"no bus named {bus!r} (buses: {known})"
+                if known
+                else f"no bus named {bus!r}: there are no [[buses]]"
+            )
+            errors.append((f"nodes[{index}].bus", msg))
+        elif isinstance(node_id, int) and not isinstance(node_id, bool):
+            if (bus, node_id) in node_ids:
+                errors.append(
+                    (
+                        f"nodes[{index}].id",
+                        f"id {node_id} is already used on bus {bus!r} by {node_ids[bus, node_id]}",
+                    )
+                )
+            else:
+                node_ids[bus, node_id] = f"nodes[{index}]"
+    port_users: dict[str, str] = {}
+    for index, bus in _entries(data, "buses"):
+        port = _get(bus, "port")
+        if isinstance(port, str):
+            if port in port_users:
+                errors.append(
+                    (f"buses[{index}].port", f"port {port!r} is already used by {port_users[port]}")
+                )
+            else:
+                port_users[port] = f"buses[{index}]"
+    first_on_line: dict[str, tuple[str, Any]] = {}
+    for index, entry in _entries(data, "modbus"):
+        where, port = f"modbus[{index}]", _get(entry, "port")
+        if not isinstance(port, str):
+            continue
+        if port in port_users:
+            errors.append(
+                (
+                    f"{where}.port",
+                    f"port {port!r} is already used by {port_users[port]}, a sensor bus: "
+                    "a Modbus line needs a port of its own",
+                )
+            )
+            continue
+        if port not in first_on_line:
+            first_on_line[port] = (where, entry)
+            continue
+        # Several detectors on one RS-485 line: one speed and framing for all of them.
+        first_where, first = first_on_line[port]
+        for key in _LINE_SETTINGS:
+            mine, theirs = _line_setting(entry, key), _line_setting(first, key)
+            if mine is not None and theirs is not None and mine != theirs:
+                errors.append(
+                    (
+                        f"{where}.{key}",
+                        f"{mine!r} differs from {first_where}.{key} ({theirs!r}) on the same "
+                        f"port {port!r}: every detector on one line uses the same settings",
+                    )
+                )
+    return errors
+
+
+def _line_setting(entry: Any, key: str) -> Any:
+    """A Modbus line setting, its default when absent, None when of the wrong type."""
+    value = _get(entry, key)
+    if value is None:
+        return ModbusConfig.model_fields[key].default
+    wanted = str if key == "parity" else int
+    if isinstance(value, bool) or not isinstance(value, wanted):
+        return None
+    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -568,7 +833,9 @@ def _unknown_key_message(loc: Sequence[int | str]) -> str:
     model = _model_at(loc[:-1])
     if model is None:
         return f"unknown key {key!r}"
-    allowed = [name for name in model.model_fields if name != "password"]
+    allowed = [
+        info.alias or name for name, info in model.model_fields.items() if name != "password"
+    ]
     close = difflib.get_close_matches(key, allowed, n=1)
     hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
     return f"unknown key {key!r}; {hint}"
@@ -656,7 +923,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, env: Mapping[str, s
     return config
 
 
-_TABLE_ORDER = ("hub", "broker", "uplink", "outbox", "inputs", "outputs", "rules")
+_TABLE_ORDER = ("hub", "broker", "uplink", "outbox") + _ARRAYS
 
 
 def _file_order(error: tuple[str, str]) -> tuple[int, int]:
@@ -699,14 +966,21 @@ __all__ = [
     "SIREN_RULE_KINDS",
     "AlarmKind",
     "BrokerConfig",
+    "BusConfig",
     "Config",
     "HubConfig",
     "InputConfig",
     "InputKind",
+    "ModbusConfig",
+    "ModbusKind",
+    "NodeConfig",
     "OutboxConfig",
     "OutputConfig",
     "OutputKind",
+    "Parity",
     "RuleConfig",
+    "RuleKind",
+    "SupervisionKind",
     "TLSConfig",
     "UplinkConfig",
     "cross_table_errors",

@@ -51,6 +51,29 @@ kind = "siren"
 pin = 23
 """
 
+BUS = """
+[[buses]]
+name = "bus-1"
+port = "/dev/ttyUSB0"
+"""
+
+NODE = """
+[[nodes]]
+name = "smoke-1"
+bus = "bus-1"
+id = 5
+"""
+
+GAS = """
+[[modbus]]
+name = "gas-1"
+port = "/dev/ttyUSB1"
+unit = 1
+register = 40
+kind = "gas"
+threshold = 50
+"""
+
 
 def check_config(
     path: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None
@@ -296,6 +319,105 @@ BAD = {
     "TLS path is a folder": Bad(
         HUB + '[broker.tls]\nca_file = "certs"\n', "broker.tls.ca_file", "not a file"
     ),
+    "node on a bus that does not exist": Bad(
+        HUB + BUS + NODE + NODE.replace("smoke-1", "smoke-2").replace("bus-1", "bus-9"),
+        "nodes[1].bus",
+        "no bus named 'bus-9' (buses: bus-1)",
+    ),
+    "node without any bus": Bad(
+        HUB + NODE, "nodes[0].bus", "no bus named 'bus-1': there are no [[buses]]"
+    ),
+    "two nodes with one id on a bus": Bad(
+        HUB + BUS + NODE + NODE.replace("smoke-1", "smoke-2"),
+        "nodes[1].id",
+        "id 5 is already used on bus 'bus-1' by nodes[0]",
+    ),
+    "node named like an input": Bad(
+        HUB + PANIC + BUS + NODE.replace("smoke-1", "panic-1"),
+        "nodes[0].name",
+        "name 'panic-1' is already used by inputs[0]",
+    ),
+    "Modbus detector named like a node": Bad(
+        HUB + BUS + NODE + GAS.replace("gas-1", "smoke-1"),
+        "modbus[0].name",
+        "name 'smoke-1' is already used by nodes[0]",
+    ),
+    "node id zero": Bad(
+        HUB + BUS + NODE.replace("id = 5", "id = 0"), "nodes[0].id", "use 1 to 65534"
+    ),
+    "node id reserved": Bad(
+        HUB + BUS + NODE.replace("id = 5", "id = 65535"), "nodes[0].id", "65535 are reserved"
+    ),
+    "node id as a string": Bad(
+        HUB + BUS + NODE.replace("id = 5", 'id = "5"'), "nodes[0].id", "expected an integer"
+    ),
+    "node heartbeat zero": Bad(
+        HUB + BUS + NODE + "heartbeat_s = 0\n", "nodes[0].heartbeat_s", "greater than 0"
+    ),
+    "node supervision kind unknown": Bad(
+        HUB + BUS + NODE + 'supervision_kind = "radio"\n',
+        "nodes[0].supervision_kind",
+        "'radio' is not one of 'supervision' or 'rf_supervision'",
+    ),
+    "misspelt node key": Bad(
+        HUB + BUS + NODE + "heartbeat = 30\n", "nodes[0].heartbeat", "did you mean 'heartbeat_s'?"
+    ),
+    "bus port that is not a path": Bad(
+        HUB + BUS.replace("/dev/ttyUSB0", "ttyUSB0"), "buses[0].port", "not a device path"
+    ),
+    "bus baud as a string": Bad(
+        HUB + BUS + 'baud = "115200"\n', "buses[0].baud", "expected an integer"
+    ),
+    "two buses on one port": Bad(
+        HUB + BUS + BUS.replace("bus-1", "bus-2"),
+        "buses[1].port",
+        "port '/dev/ttyUSB0' is already used by buses[0]",
+    ),
+    "two buses with one name": Bad(
+        HUB + BUS + BUS.replace("ttyUSB0", "ttyUSB2"),
+        "buses[1].name",
+        "name 'bus-1' is already used by buses[0]",
+    ),
+    "Modbus on the bus's port": Bad(
+        HUB + BUS + GAS.replace("ttyUSB1", "ttyUSB0"),
+        "modbus[0].port",
+        "port '/dev/ttyUSB0' is already used by buses[0], a sensor bus",
+    ),
+    "Modbus detectors on one line at two speeds": Bad(
+        HUB
+        + GAS
+        + GAS.replace("gas-1", "gas-2").replace("unit = 1", "unit = 2")
+        + "baud = 19200\n",
+        "modbus[1].baud",
+        "19200 differs from modbus[0].baud (9600) on the same port '/dev/ttyUSB1'",
+    ),
+    "Modbus restore above the threshold": Bad(
+        HUB + GAS + "restore_below = 60\n",
+        "modbus[0].restore_below",
+        "must be at most threshold (50), not 60",
+    ),
+    "Modbus function 6": Bad(
+        HUB + GAS + "function = 6\n", "modbus[0].function", "6 is not one of 3 or 4"
+    ),
+    "Modbus parity as a word": Bad(
+        HUB + GAS + 'parity = "even"\n', "modbus[0].parity", "'even' is not one of 'N', 'E' or 'O'"
+    ),
+    "Modbus kind panic": Bad(
+        HUB + GAS.replace('"gas"', '"panic"'), "modbus[0].kind", "'panic' is not one of 'smoke'"
+    ),
+    "Modbus unit out of range": Bad(
+        HUB + GAS.replace("unit = 1", "unit = 248"), "modbus[0].unit", "at most 247"
+    ),
+    "Modbus without a register": Bad(
+        HUB + GAS.replace("register = 40\n", ""), "modbus[0].register", "required key is missing"
+    ),
+    "Modbus misspelt register": Bad(
+        HUB + GAS.replace("register = 40", "registr = 40"),
+        "modbus[0].registr",
+        "did you mean 'register'?",
+    ),
+    "Modbus scale zero": Bad(HUB + GAS + "scale = 0\n", "modbus[0].scale", "must not be 0"),
+    "Modbus missed zero": Bad(HUB + GAS + "missed = 0\n", "modbus[0].missed", "at least 1"),
     "TOML syntax error": Bad(
         '[hub]\nid = "gate-1"\ncommune = phuong\n', "{file}:3:11", "TOML syntax error"
     ),
@@ -395,6 +517,31 @@ def test_errors_are_collected_across_valid_and_invalid_tables(tmp_path: Path) ->
         ("inputs[0].bounce_s", "expected a number"),
         ("inputs[1].pin", "GPIO 17 is already used by inputs[0]"),
         ("outputs[0].pin", "GPIO 17 is already used by inputs[0]"),
+    ]
+
+
+def test_serial_errors_are_reported_with_the_others_in_file_order(tmp_path: Path) -> None:
+    errors = errors_of(
+        HUB.replace('"gate-1"', '"Gate 1"')
+        + PANIC
+        + BUS
+        + NODE.replace("bus-1", "bus-9")
+        + NODE.replace("smoke-1", "panic-1")
+        + GAS.replace("ttyUSB1", "ttyUSB0")
+        + SIREN
+        + '[[rules]]\nwhen = ["gas"]\noutput = "sirn"\n',
+        tmp_path,
+    )
+    assert errors == [
+        ("hub.id", errors[0][1]),
+        ("rules[0].output", "no output named 'sirn' (outputs: siren)"),
+        ("nodes[0].bus", "no bus named 'bus-9' (buses: bus-1)"),
+        ("nodes[1].name", "name 'panic-1' is already used by inputs[0]"),
+        (
+            "modbus[0].port",
+            "port '/dev/ttyUSB0' is already used by buses[0], a sensor bus: "
+            "a Modbus line needs a port of its own",
+        ),
     ]
 
 
@@ -579,6 +726,77 @@ def test_explicit_rules_replace_the_default(tmp_path: Path) -> None:
         HUB + SIREN + '[[rules]]\nwhen = ["fire"]\noutput = "siren"\nseconds = 30\n', tmp_path
     )
     assert [(r.output, r.when, r.seconds) for r in cfg.rules] == [("siren", ("fire",), 30.0)]
+
+
+def test_bus_node_and_modbus_defaults(tmp_path: Path) -> None:
+    cfg = parse(HUB + BUS + NODE + GAS, tmp_path)
+    bus = cfg.bus("bus-1")
+    assert (bus.port, bus.baud, bus.rs485) == ("/dev/ttyUSB0", 115_200, False)
+    node = cfg.node("smoke-1")
+    assert (node.bus, node.id, node.zone) == ("bus-1", 5, "smoke-1")
+    assert (node.heartbeat_s, node.missed, node.supervision_kind) == (30.0, 8, "supervision")
+    assert node.window_s == 240.0
+    [gas] = cfg.modbus
+    assert (gas.port, gas.baud, gas.parity, gas.stopbits) == ("/dev/ttyUSB1", 9600, "N", 1)
+    assert (gas.unit, gas.register_address, gas.function, gas.signed) == (1, 40, 3, False)
+    assert (gas.kind, gas.threshold, gas.restore_below, gas.scale) == ("gas", 50.0, 50.0, 1.0)
+    assert (gas.zone, gas.poll_s, gas.timeout_s, gas.missed) == ("gas-1", 2.0, 0.5, 3)
+    with pytest.raises(KeyError):
+        cfg.bus("bus-2")
+    with pytest.raises(KeyError):
+        cfg.node("panic-1")
+
+
+def test_buses_nodes_and_modbus_as_written(tmp_path: Path) -> None:
+    text = (
+        HUB
+        + BUS.replace("/dev/ttyUSB0", "/dev/serial/by-id/usb-FTDI_FT232R-if00-port0")
+        + "baud = 57600\nrs485 = true\n"
+        + NODE
+        + 'zone = "Kitchen, 2nd floor"\nheartbeat_s = 12\nmissed = 4\n'
+        + NODE.replace("smoke-1", "fob-1").replace("id = 5", "id = 6")
+        + 'supervision_kind = "rf_supervision"\n'
+        + GAS
+        + 'parity = "E"\nstopbits = 2\nfunction = 4\nscale = 0.1\nrestore_below = 30.5\n'
+        + GAS.replace("gas-1", "heat-1")
+        .replace("unit = 1", "unit = 2")
+        .replace('"gas"', '"heat"')
+        .replace("threshold = 50", "threshold = -5")
+        + 'parity = "E"\nstopbits = 2\nsigned = true\n'
+    )
+    cfg = parse(text, tmp_path)
+    assert cfg.bus("bus-1").rs485 is True and cfg.bus("bus-1").baud == 57600
+    smoke, fob = cfg.nodes
+    assert (smoke.zone, smoke.window_s) == ("Kitchen, 2nd floor", 48.0)
+    assert (fob.id, fob.supervision_kind) == (6, "rf_supervision")
+    gas, heat = cfg.modbus
+    assert (gas.function, gas.scale, gas.restore_below, gas.threshold) == (4, 0.1, 30.5, 50.0)
+    assert (heat.signed, heat.threshold, heat.restore_below) == (True, -5.0, -5.0)
+
+
+def test_rules_can_sound_the_siren_for_gas(tmp_path: Path) -> None:
+    cfg = parse(
+        HUB + SIREN + GAS + '[[rules]]\nwhen = ["gas", "smoke"]\noutput = "siren"\n', tmp_path
+    )
+    assert cfg.rules[0].when == ("gas", "smoke")
+
+
+def test_the_same_node_id_on_two_buses_is_fine(tmp_path: Path) -> None:
+    text = HUB + BUS + BUS.replace("bus-1", "bus-2").replace("USB0", "USB2") + NODE
+    cfg = parse(text + NODE.replace("smoke-1", "smoke-2").replace("bus-1", "bus-2"), tmp_path)
+    assert [(n.bus, n.id) for n in cfg.nodes] == [("bus-1", 5), ("bus-2", 5)]
+
+
+def test_modbus_detectors_share_a_line_with_the_same_settings(tmp_path: Path) -> None:
+    second = GAS.replace("gas-1", "gas-2").replace("unit = 1", "unit = 2")
+    cfg = parse(HUB + GAS + "baud = 9600\n" + second, tmp_path)
+    assert [m.unit for m in cfg.modbus] == [1, 2]
+
+
+def test_built_directly_the_config_checks_buses_too() -> None:
+    data: dict[str, Any] = tomllib.loads(HUB + BUS + NODE.replace("bus-1", "bus-9"))
+    with pytest.raises(ValidationError, match="no bus named 'bus-9'"):
+        Config.model_validate(data)
 
 
 def test_relative_paths_start_at_the_config_folder(tmp_path: Path) -> None:
