@@ -1,4 +1,5 @@
-"""Wires one hub together: outbox, store thread, uplink, GPIO, local alarm rules.
+"""Wires one hub together: outbox, store thread, uplink, GPIO, sensor buses, Modbus
+detectors, local alarm rules.
 
 The hardware comes in as a gpiozero pin factory (lgpio on a Pi, MockFactory in simulation);
 nothing here knows which.
@@ -23,6 +24,8 @@ from gateway.outbox import Outbox
 from gateway.topics import HubTopics
 from gateway.uplink import BrokerSettings, Uplink, UplinkHandlers
 from sensors.gpio import GpioInputs, make_outputs
+from sensors.modbus import ModbusPollers
+from sensors.serial_bus import SerialBuses
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,8 @@ class Hub:
             [AlarmRule(frozenset(r.when), r.output, r.seconds) for r in cfg.rules], self.outputs
         )
         self.inputs = GpioInputs(cfg.inputs, self.emit, pin_factory)
+        self.buses = SerialBuses(cfg.buses, cfg.nodes, self.emit)
+        self.modbus = ModbusPollers(cfg.modbus, self.emit)
         self.malformed_commands = 0
         self._running = False
 
@@ -108,6 +113,8 @@ class Hub:
         self.dispatcher.start()
         self.uplink.start()
         self.inputs.start()
+        self.buses.start()
+        self.modbus.start()
         self._running = True
 
     def stop(self, drain_timeout_s: float = 5.0) -> None:
@@ -117,6 +124,8 @@ class Hub:
         self._running = False
         log.info("hub stopping")
         self.inputs.close()
+        self.buses.close()
+        self.modbus.close()
         self.dispatcher.stop(drain_timeout_s)
         self.uplink.stop()
         self.rules.close()
@@ -171,4 +180,6 @@ class Hub:
             "sounding": self.rules.sounding(),
             "malformed_commands": self.malformed_commands,
             "bad_receipts": self.uplink.stats.bad_receipts,
+            "buses": self.buses.health(),
+            "modbus": self.modbus.health(),
         }
