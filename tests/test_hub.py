@@ -102,6 +102,7 @@ def test_local_silence_input_stops_the_siren_and_is_reported(mosquitto, tmp_path
         sim_hub(mosquitto, tmp_path, uplink={"receipts": False}) as hub,
     ):
         hub.board.press("panic-1")
+        hub.board.release("panic-1")
         assert hub.board.outputs()["siren"] is True
         hub.board.press("silence-1")
         assert hub.board.outputs()["siren"] is False
@@ -118,6 +119,7 @@ def test_siren_turns_off_after_its_time(mosquitto, tmp_path: Path) -> None:
     cfg = cfg.model_copy(update={"rules": rules})
     with sim_hub(mosquitto, tmp_path, cfg) as hub:
         hub.board.press("panic-1")
+        hub.board.release("panic-1")
         assert hub.board.outputs()["siren"] is True
         wait_until(lambda: not hub.board.outputs()["siren"], timeout=5, what="siren off")
 
@@ -130,6 +132,7 @@ def test_remote_silence_command(mosquitto, tmp_path: Path) -> None:
         wait_until(lambda: hub.hub.uplink.connected, what="hub online")
         time.sleep(0.2)  # its subscription to cmd/+ is confirmed shortly after CONNACK
         hub.board.press("panic-1")
+        hub.board.release("panic-1")
         sub.publish(
             f"{TOPICS.base}/cmd/silence", json.dumps({"by": "officer-7", "request_id": "r1"})
         )
@@ -160,6 +163,7 @@ def test_malformed_commands_and_receipts_are_counted_and_dropped(mosquitto, tmp_
         wait_until(lambda: hub.hub.uplink.stats.bad_receipts == 4, what="4 bad receipts counted")
         # The hub still works.
         hub.board.press("panic-1")
+        hub.board.release("panic-1")
         sub.wait_until(lambda ms: any(m.topic.endswith("/event/panic") for m in ms))
     results = [m.json() for m in sub.messages if m.topic == TOPICS.cmd_result]
     assert results == [
@@ -204,6 +208,7 @@ def test_a_failing_disk_keeps_the_alarm_in_memory_until_it_can_commit(
         # SQLite refuses every write from now on, as with a card gone read-only.
         hub.hub.dispatcher.call(lambda o: o.conn.execute("PRAGMA query_only=1")).result(5)
         hub.board.press("panic-1")
+        hub.board.release("panic-1")
         assert hub.board.outputs()["siren"] is True  # the siren never waits for the disk
         time.sleep(1.2)  # a few failed commits
         assert sub.messages == []
@@ -218,6 +223,7 @@ def test_a_hub_started_while_the_broker_is_down_sends_when_it_comes_up(
     mosquitto.stop()
     with sim_hub(mosquitto, tmp_path, uplink={"receipts": False}) as hub:
         hub.board.press("panic-1")
+        hub.board.release("panic-1")
         assert hub.board.outputs()["siren"] is True
         assert outbox_counts(hub)["pending"] == 1
         mosquitto.start()
