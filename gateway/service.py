@@ -151,7 +151,7 @@ class Hub:
 
     # -- remote commands (paho's network thread) ------------------------------------------
 
-    def _on_command(self, name: str, payload: bytes) -> None:
+    def _on_command(self, name: str, payload: bytes, retained: bool = False) -> None:
         try:
             body = json.loads(payload) if payload else {}
             if not isinstance(body, dict):
@@ -162,7 +162,13 @@ class Hub:
             return
         request_id = str(body.get("request_id", ""))[:64]
         result: dict[str, Any] = {"cmd": name[:40], "request_id": request_id, "ok": True}
-        if name == "silence":
+        refusal = _refusal(body, retained, time.time())
+        if refusal is not None:
+            # A retained or stale `silence` would silence an alarm nobody has seen yet.
+            self.malformed_commands += 1
+            log.warning("refused command %s: %s", name[:40], refusal)
+            result.update(ok=False, error=refusal, hub_ts=round(time.time(), 3))
+        elif name == "silence":
             by = str(body.get("by", "remote"))[:64]
             result["silenced"] = self.rules.silence(reason=f"remote command by {by}")
             self.emit(Event(kind="silenced", zone="hub", source="remote", data={"by": by}))
@@ -183,3 +189,28 @@ class Hub:
             "buses": self.buses.health(),
             "modbus": self.modbus.health(),
         }
+
+
+COMMAND_MAX_AGE_S = 120.0  # a command's optional "ts" older than this is refused as stale
+COMMAND_MAX_AHEAD_S = 30.0  # ... and one this far in the hub's future (clock skew, replay)
+
+
+def _refusal(body: dict[str, Any], retained: bool, now: float) -> str | None:
+    """Why a command must not be carried out, or None.
+
+    Commands are not retained: a retained one would run again at every reconnect. The optional
+    "ts" (Unix seconds, when the console sent it) bounds how late a command queued in the
+    hub's session may still act.
+    """
+    if retained:
+        return "retained commands are refused"
+    if "ts" not in body:
+        return None
+    ts = body["ts"]
+    if isinstance(ts, bool) or not isinstance(ts, int | float):
+        return "ts must be Unix seconds"
+    if now - ts > COMMAND_MAX_AGE_S:
+        return f"stale command: sent {now - ts:.0f} s ago (limit {COMMAND_MAX_AGE_S:.0f} s)"
+    if ts - now > COMMAND_MAX_AHEAD_S:
+        return "ts is in the future"
+    return None

@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.topics import HubTopics
 
@@ -59,7 +60,7 @@ class UplinkHandlers:
     disconnected: Callable[[], None]
     published: Callable[[int, bool], None]  # (mid, broker accepted it)
     receipt: Callable[[list[str]], None]
-    command: Callable[[str, bytes], None]
+    command: Callable[[str, bytes, bool], None]  # name, payload, retained
 
 
 @dataclass
@@ -175,7 +176,14 @@ class Uplink:
                 flags.session_present,
             )
             client.publish(self.topics.status, ONLINE, qos=1, retain=True)
-            client.subscribe([(self.topics.receipt, 1), (self.topics.cmd_filter, 1)])
+            # Retain-as-published: the hub sees that a command was retained even when it is
+            # published while subscribed, and refuses it (it would re-run at every reconnect).
+            client.subscribe(
+                [
+                    (self.topics.receipt, SubscribeOptions(qos=1)),
+                    (self.topics.cmd_filter, SubscribeOptions(qos=1, retainAsPublished=True)),
+                ]
+            )
             self.handlers.connected()
         except Exception:
             log.exception("error in on_connect")
@@ -240,7 +248,9 @@ class Uplink:
                     return
                 self.handlers.receipt(ids)
             elif msg.topic.startswith(self.topics.base + "/cmd/"):
-                self.handlers.command(msg.topic.rsplit("/", 1)[1], bytes(msg.payload))
+                self.handlers.command(
+                    msg.topic.rsplit("/", 1)[1], bytes(msg.payload), bool(msg.retain)
+                )
         except Exception:
             log.exception("error handling message on %s", msg.topic)
 

@@ -230,3 +230,34 @@ def test_a_hub_started_while_the_broker_is_down_sends_when_it_comes_up(
         with Subscriber(mosquitto, EVENTS) as sub:
             [msg] = sub.wait_for(1, timeout=30)
     assert msg.json()["kind"] == "panic"
+
+
+def test_retained_and_stale_commands_are_refused_and_fresh_ones_run(
+    mosquitto, tmp_path: Path
+) -> None:
+    with (
+        Subscriber(mosquitto, TOPICS.cmd_result) as sub,
+        sim_hub(mosquitto, tmp_path, uplink={"receipts": False}) as hub,
+    ):
+        wait_until(lambda: hub.hub.uplink.connected, what="hub online")
+        time.sleep(0.2)
+        hub.board.press("panic-1")
+        hub.board.release("panic-1")
+        silence = f"{TOPICS.base}/cmd/silence"
+        sub.publish(silence, json.dumps({"request_id": "old", "ts": time.time() - 3600}))
+        sub.publish(silence, json.dumps({"request_id": "kept"}), retain=True)
+        [old, kept] = [m.json() for m in sub.wait_for(2)]
+        assert hub.board.outputs()["siren"] is True
+        sub.publish(silence, json.dumps({"request_id": "now", "ts": time.time()}))
+        [*_, fresh] = [m.json() for m in sub.wait_for(3)]
+        assert hub.board.outputs()["siren"] is False
+        sub.publish(silence, b"", retain=True)  # clear the retained command
+    assert old["ok"] is False and old["error"].startswith("stale command")
+    assert kept == {
+        "cmd": "silence",
+        "request_id": "kept",
+        "ok": False,
+        "error": "retained commands are refused",
+        "hub_ts": kept["hub_ts"],
+    }
+    assert fresh == {"cmd": "silence", "request_id": "now", "ok": True, "silenced": ["siren"]}
