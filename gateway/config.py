@@ -73,7 +73,9 @@ SupervisionKind = Literal["supervision", "rf_supervision"]
 
 Parity = Literal["N", "E", "O"]
 
-SIREN_RULE_KINDS: tuple[AlarmKind, ...] = ("panic", "duress", "fire", "smoke", "heat", "tamper")
+SIREN_RULE_KINDS: tuple[RuleKind, ...] = (
+    "panic", "duress", "fire", "smoke", "heat", "gas", "tamper"
+)  # fmt: skip
 """What sounds each siren when the file has no ``rules`` key (never ``silent_panic``)."""
 
 RESTORING_KINDS = frozenset({"tamper", "door"})

@@ -717,7 +717,7 @@ def test_one_default_rule_per_siren(tmp_path: Path) -> None:
         ("siren", SIREN_RULE_KINDS, 180.0),
         ("siren-2", SIREN_RULE_KINDS, 180.0),
     ]
-    assert SIREN_RULE_KINDS == ("panic", "duress", "fire", "smoke", "heat", "tamper")
+    assert SIREN_RULE_KINDS == ("panic", "duress", "fire", "smoke", "heat", "gas", "tamper")
 
 
 def test_explicit_rules_replace_the_default(tmp_path: Path) -> None:
