@@ -141,7 +141,7 @@ class Dispatcher:
 
     def _run(self) -> None:
         next_requeue = time.monotonic() + self.receipt_timeout_s / 4
-        next_health = time.monotonic() + 1.0
+        next_health = time.monotonic() + self.health_interval_s  # also published when online
         next_prune = time.monotonic() + self.prune_interval_s
         while True:
             now = time.monotonic()
