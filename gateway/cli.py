@@ -74,6 +74,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
             cfg = load_sim_config(Path(args.config) if args.config else None)
             scenario = Path(args.sim) if args.sim else None
+            if scenario is not None:
+                from hw_sim.scenario import load_scenario
+
+                try:
+                    load_scenario(scenario)
+                except ConfigError as exc:
+                    _print_config_errors(exc, str(scenario))
+                    return 2
             service: Any = SimulatedHub(cfg, data_dir, broker=args.broker, scenario=scenario)
         else:
             from gateway.config import load_config
