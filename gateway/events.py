@@ -53,6 +53,8 @@ KINDS: dict[str, Kind] = {
         Kind("low_battery", 384, Priority.TROUBLE),
         Kind("system_low_battery", 302, Priority.TROUBLE),
         Kind("bus_fault", 330, Priority.TROUBLE),  # system peripheral trouble: a bus adapter
+        Kind("camera_offline", 380, Priority.TROUBLE),  # sensor trouble: a camera's video lost
+        Kind("camera_tamper", 383, Priority.TROUBLE),  # sensor tamper: covered, defocused, turned
         Kind("silenced", 406, Priority.TROUBLE),  # Contact ID 406: cancel (siren silenced)
         Kind("person", 130, Priority.DETECTION),  # detection reported as a burglary-zone event
         Kind("test", 602, Priority.TELEMETRY),  # periodic test report
