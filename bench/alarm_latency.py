@@ -1,0 +1,207 @@
+"""Panic latency: mock-pin edge to the message at a subscriber, hub against a bare publisher.
+
+Bare baseline: a gpiozero Button on a MockFactory pin whose ``when_pressed`` does one paho QoS 1
+publish. Hub: the simulator's hub (receipts off) pressing ``panic-1``, idle and then while a
+10,000-event telemetry backlog drains. Reference floor: a Button whose callback commits one row
+to SQLite (WAL, synchronous=FULL, as the outbox does) and then publishes: the least any hub that
+commits before sending can do. The edge time is taken right before the pin is driven, the
+arrival time in the subscriber's ``on_message``, both with ``time.perf_counter_ns`` in this one
+process. The cases are pressed in turn (bare, floor, hub, bare, ...) so the machine's noise
+falls on all of them alike. Target: hub p99 <= 2x bare p99.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gpiozero import Button
+from gpiozero.pins.mock import MockFactory
+
+from bench import common
+from bench.broker import Broker, mosquitto
+from gateway.events import Event
+from hw_sim.simulator import SimulatedHub, load_sim_config
+
+TARGET_P99_RATIO = 2.0
+BACKLOG = 10_000
+GAP_S = 0.002  # between a release and the next press
+WARMUP = 20
+
+
+class Arrivals:
+    """A subscriber noting when each message arrives (paho's network thread)."""
+
+    def __init__(self, broker: Broker, topics: list[str]) -> None:
+        self.times: list[int] = []
+        self.cond = threading.Condition()
+        subscribed = threading.Event()
+        self.client = common.client(broker, "sub")
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.subscribe([(t, 1) for t in topics])
+        if not subscribed.wait(10):
+            raise RuntimeError("no SUBACK")
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        now = time.perf_counter_ns()
+        with self.cond:
+            self.times.append(now)
+            self.cond.notify()
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> int:
+        with self.cond:
+            if not self.cond.wait_for(lambda: len(self.times) >= count, timeout):
+                raise TimeoutError(f"message {count} never arrived")
+            return self.times[count - 1]
+
+
+class Pin:
+    """One button to press: its mock pin, and the latencies measured through it."""
+
+    def __init__(self, name: str, button: Button) -> None:
+        assert button.pull_up, "active low: pressed = driven low"
+        self.name = name
+        self.pin = button.pin
+        self.latencies: list[float] = []
+        self.busy: list[bool] = []
+
+
+def press(p: Pin, arrivals: Arrivals, busy: bool = False) -> None:
+    """Press, wait for the message, release, rest."""
+    expected = len(arrivals.times) + 1
+    t0 = time.perf_counter_ns()
+    p.pin.drive_low()
+    p.latencies.append((arrivals.wait_for(expected) - t0) / 1e6)
+    p.busy.append(busy)
+    p.pin.drive_high()
+    time.sleep(GAP_S)
+
+
+def floor_callback(db: Path, publish: Callable[[], object]) -> Callable[[], None]:
+    conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE IF NOT EXISTS t (seq INTEGER PRIMARY KEY, payload BLOB)")
+
+    def pressed() -> None:
+        conn.execute("INSERT INTO t (payload) VALUES (?)", (b"x" * 300,))  # autocommit: fsync
+        publish()
+
+    return pressed
+
+
+def summary(p: Pin, only_busy: bool, bare_p99: float) -> dict[str, Any]:
+    lat = [x for x, b in zip(p.latencies, p.busy, strict=True) if b or not only_busy]
+    p50, p99 = common.percentile(lat, 50), common.percentile(lat, 99)
+    return {
+        "case": p.name,
+        "n": len(lat),
+        "p50_ms": round(p50, 3),
+        "p99_ms": round(p99, 3),
+        "max_ms": round(max(lat), 3),
+        "p99_ratio": common.ratio(p99, bare_p99),
+    }
+
+
+def run(broker: Broker, data_dir: Path, n: int) -> list[dict[str, Any]]:
+    cfg = load_sim_config()
+    cfg = cfg.model_copy(update={"uplink": cfg.uplink.model_copy(update={"receipts": False})})
+    sim = SimulatedHub(cfg, data_dir, broker=(broker.host, broker.port))
+    hub = sim.hub
+    factory = MockFactory()  # shares its pins with the hub's board: use other numbers
+    pub = common.client(broker, "bare")
+    payload = Event(kind="panic", zone="guard-post", source="panic-1").to_json(cfg.hub.id)
+    buttons = {"bare": Button(5, pin_factory=factory), "floor": Button(6, pin_factory=factory)}
+    buttons["bare"].when_pressed = lambda: pub.publish("bench/bare/panic", payload, qos=1)
+    buttons["floor"].when_pressed = floor_callback(
+        data_dir / "floor.sqlite3", lambda: pub.publish("bench/floor/panic", payload, qos=1)
+    )
+    arrivals = Arrivals(
+        broker, ["bench/bare/panic", "bench/floor/panic", hub.topics.event("panic")]
+    )
+    sim.start()
+    try:
+        common.wait_until(lambda: hub.uplink.connected, 10, "hub connection")
+        idle = [
+            Pin("bare paho publish in when_pressed", buttons["bare"]),
+            Pin("floor: bare + one WAL FULL commit", buttons["floor"]),
+            Pin("hub, idle", hub.inputs.inputs["panic-1"].button),
+        ]
+        for _ in range(WARMUP):
+            for p in idle:
+                press(p, arrivals)
+        for p in idle:
+            p.latencies.clear()
+            p.busy.clear()
+        for _ in range(n):
+            for p in idle:
+                press(p, arrivals)
+
+        loaded = [
+            Pin("bare, while the hub drains", buttons["bare"]),
+            Pin(f"hub, {BACKLOG:,} telemetry draining", hub.inputs.inputs["panic-1"].button),
+        ]
+        backlog = [
+            Event(kind="telemetry", zone="bench", source="bench", data={"n": i})
+            for i in range(BACKLOG)
+        ]
+        hub.dispatcher.submit(backlog).result(timeout=120)  # committed: from now on it drains
+        for _ in range(n):
+            for p in loaded:
+                press(p, arrivals, busy=hub.outbox.undelivered > 0)
+        common.wait_until(lambda: hub.outbox.undelivered == 0, 120, "backlog drained")
+    finally:
+        sim.stop(drain_timeout_s=1.0)
+        for b in buttons.values():
+            b.close()
+        factory.close()
+        common.close(arrivals.client)
+        common.close(pub)
+    bare_p99 = common.percentile(idle[0].latencies, 99)
+    return [summary(p, False, bare_p99) for p in idle] + [
+        summary(p, True, bare_p99) for p in loaded
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = common.parser(__doc__.splitlines()[0]).parse_args(argv)
+    n = 200 if args.quick else 1000
+    data_dir = common.disk_dir(args.data_root, "bench-latency-")
+    fs = common.filesystem_of(data_dir)
+    common.log_to_file(data_dir / "hub.log")  # INFO, as `tuquan run` logs
+    try:
+        with mosquitto() as broker:
+            rows = run(broker, data_dir, n)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    common.table(
+        f"Panic edge -> subscriber, {n} presses each (outbox on {fs['device']} {fs['fstype']})",
+        ["case", "n", "p50 ms", "p99 ms", "max ms", "p99 / bare p99"],
+        [[r["case"], r["n"], r["p50_ms"], r["p99_ms"], r["max_ms"], r["p99_ratio"]] for r in rows],
+    )
+    print("(rows 4-5: only presses made while the backlog was still draining)")
+    met = {r["case"]: r["p99_ratio"] <= TARGET_P99_RATIO for r in rows if r["case"][:3] == "hub"}
+    verdicts = ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in met.items())
+    print(f"\ntarget: hub p99 <= {TARGET_P99_RATIO}x bare p99: {verdicts}")
+    common.report(
+        "alarm_latency",
+        args,
+        {
+            "presses": n,
+            "backlog": BACKLOG,
+            "outbox_fs": fs,
+            "rows": rows,
+            "target_p99_ratio": TARGET_P99_RATIO,
+            "met": met,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
