@@ -11,7 +11,7 @@ NODE = {
     "uart_id": 0,
     "tx_pin": 0,
     "rx_pin": 1,
-    "baud": 9600,
+    "baud": 115200,  # the same as the hub's [[buses]] baud (its default)
     "rs485": True,
     "de_pin": 2,
     # Inputs: "active" is the level meaning alarm (or, for tamper, case open).
@@ -29,6 +29,6 @@ NODE = {
     "adc_vref_mv": 3300,
     "low_battery_mv": 3400,  # e.g. 3 x AA NiMH or one Li-ion cell
     "battery_hysteresis_mv": 150,
-    "heartbeat_s": 36,  # the hub declares the node lost after 8 missed heartbeats (~5 min)
+    "heartbeat_s": 30,  # the hub's heartbeat_s for this node; lost after 8 missed (4 min)
     "watchdog_ms": 5000,
 }

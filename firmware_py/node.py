@@ -56,7 +56,7 @@ DEFAULTS = {
     "uart_id": 0,  # machine.UART number (main.py)
     "tx_pin": 0,  # (main.py)
     "rx_pin": 1,  # (main.py)
-    "baud": 9600,
+    "baud": 115200,  # the hub's [[buses]] default
     "rs485": False,  # drive de_pin high while transmitting
     "de_pin": None,  # RS-485 DE and /RE tied together (main.py)
     # Inputs: name -> {"pin": n, "active": 0 or 1 (level meaning alarm / case open),
@@ -70,7 +70,7 @@ DEFAULTS = {
     "battery_hysteresis_mv": 150,  # ... restored at or above low_battery_mv + this
     "battery_every_s": 10,  # how often to measure the battery
     # Timing
-    "heartbeat_s": 36,  # HEARTBEAT period (Ajax default ping); the hub allows 8 missed
+    "heartbeat_s": 30,  # HEARTBEAT period, the hub's default heartbeat_s; it allows 8 missed
     "poll_ms": 10,  # loop period
     "debounce_ms": 30,  # an input must hold a level this long to count (0: at once)
     "retry_first_ms": 50,  # first re-send after this; doubles each time ...

@@ -292,6 +292,27 @@ def test_decoder_counts_each_kind_of_bad_frame(wire: bytes, reason: str) -> None
     assert len(decoder.feed(frame_of((codec.ACK, 1, 2, 3, b"")))) == 1
 
 
+@pytest.mark.parametrize("burst", [codec.MAX_ENCODED + 1, 100, 1000, 5000])
+@pytest.mark.parametrize("piece", [1, 2, 3, 5, 7, 40])
+def test_no_stuck_state_after_an_overflow(burst: int, piece: int) -> None:
+    """A noise burst longer than any frame (no 0x00 in it), fed in pieces, then a valid frame
+    split across several feeds: the frame decodes, and the burst counts once as too long."""
+    noise = bytes(1 + (i * 37) % 255 for i in range(burst))
+    m = (codec.ALARM, 7, 9, 300, codec.alarm_payload(codec.SMOKE, 500))
+    decoder = codec.Decoder()
+    for i in range(0, len(noise), 64):
+        assert decoder.feed(noise[i : i + 64]) == []
+        assert len(decoder.buf) <= codec.MAX_ENCODED
+    wire = frame_of(m)
+    out = []
+    for i in range(0, len(wire), piece):
+        out += [f.as_tuple() for f in decoder.feed(wire[i : i + piece])]
+    assert out == [m]
+    assert decoder.errors == {"long": 1}
+    # and the next frame, in one piece, too
+    assert [f.as_tuple() for f in decoder.feed(wire)] == [m]
+
+
 # -- garbage, noise, splits --------------------------------------------------------------------
 
 

@@ -841,7 +841,7 @@ def test_micropython_main_boots_from_config_with_a_machine_stub() -> None:
     assert [f.mtype for f in frames[:2]] == [codec.ALARM, codec.HEARTBEAT]
     assert {f.node for f in frames} == {1} and {f.mtype for f in frames[2:]} == {codec.ALARM}
     assert codec.parse_heartbeat(frames[1].payload)[1] == codec.STATE_SMOKE
-    assert result["uart_args"] == {"id": 0, "baudrate": 9600, "timeout": 0}
+    assert result["uart_args"] == {"id": 0, "baudrate": 115200, "timeout": 0}
     assert result["de_levels_at_write"] == [1] * len(frames)
     assert result["de_final"] == 0
 
