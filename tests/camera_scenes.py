@@ -8,7 +8,7 @@ seed, a real photographed person walking along it (the upper body of scikit-imag
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -180,3 +180,26 @@ def write_jpegs(folder: str, frames: list[np.ndarray]) -> None:
     """``frame00000.jpg``... in ``folder``."""
     for i, f in enumerate(frames):
         cv2.imwrite(f"{folder}/frame{i:05d}.jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+
+
+class FakeClock:
+    """Monotonic seconds that move only when something sleeps; ``at(t, action)`` runs
+    ``action`` once the clock reaches ``t`` (a file deleted, a server stopped...)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.t = start
+        self.start = start
+        self._actions: list[tuple[float, Callable[[], object]]] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    def at(self, after_s: float, action: Callable[[], object]) -> None:
+        self._actions.append((self.start + after_s, action))
+        self._actions.sort(key=lambda a: a[0])
+
+    def sleep(self, dt: float) -> None:
+        self.t += max(dt, 1e-3)
+        while self._actions and self._actions[0][0] <= self.t:
+            _, action = self._actions.pop(0)
+            action()
