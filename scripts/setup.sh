@@ -4,6 +4,8 @@
 #     is newer than the stamp .venv/.tuquan-installed, so repeated runs take a moment);
 #   - Mosquitto, the broker the tests and the demo start (apt-get, where it is missing);
 #   - with --clients, also mosquitto_sub/mosquitto_pub (package mosquitto-clients);
+#   - GStreamer's RTSP server for the system Python (apt-get, where missing): the camera tests
+#     serve a real RTSP camera on loopback with it (they are skipped without it);
 #   - where package.json exists, Node.js and npm (apt-get) and its packages (npm ci; again only
 #     when package.json or package-lock.json is newer than node_modules/.tuquan-installed).
 # Packages come from apt-get, through sudo when not run as root. `apt-get update` runs only
@@ -89,6 +91,21 @@ if ! have mosquitto; then
 fi
 if [ "$clients" = 1 ] && ! have mosquitto_sub; then
     apt_install mosquitto-clients
+fi
+
+# -- GStreamer RTSP server (tests/rtsp_server.py runs under /usr/bin/python3) -----------------
+GST_PACKAGES=(gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 gstreamer1.0-plugins-good
+    gstreamer1.0-plugins-base)
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+if command -v dpkg-query >/dev/null 2>&1; then
+    gst_missing=()
+    for pkg in "${GST_PACKAGES[@]}"; do
+        installed "$pkg" || gst_missing+=("$pkg")
+    done
+    if [ ${#gst_missing[@]} -gt 0 ]; then
+        apt_install "${gst_missing[@]}" ||
+            say "GStreamer's RTSP server not installed: the RTSP camera tests will be skipped"
+    fi
 fi
 
 # -- Node packages (package.json: the MicroPython interpreter the firmware tests run on) ------
