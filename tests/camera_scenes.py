@@ -8,11 +8,13 @@ seed, a real photographed person walking along it (the upper body of scikit-imag
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from sensors.camera.sources import Frame
 
 Box = tuple[float, float, float, float]
 
@@ -92,10 +94,19 @@ def paste(frame: np.ndarray, sprite: np.ndarray, x: int, y: int) -> Box | None:
     return (float(x0), float(y0), float(x1), float(y1))
 
 
+_NOISE: dict[tuple[tuple[int, ...], float], np.ndarray] = {}
+
+
 def noisy(frame: np.ndarray, rng: np.random.Generator, sigma: float = 2.0) -> np.ndarray:
-    """Sensor noise."""
-    noise = rng.normal(0.0, sigma, frame.shape)
-    return np.clip(frame.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    """Sensor noise: one of 16 stored noise patterns for this size, picked by ``rng``."""
+    key = (frame.shape, sigma)
+    bank = _NOISE.get(key)
+    if bank is None:
+        gen = np.random.default_rng(1234)
+        bank = np.round(gen.normal(0.0, sigma, (16, *frame.shape))).astype(np.int16)
+        _NOISE[key] = bank
+    noise = bank[int(rng.integers(0, len(bank)))]
+    return np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8)
 
 
 @dataclass
@@ -203,3 +214,31 @@ class FakeClock:
         while self._actions and self._actions[0][0] <= self.t:
             _, action = self._actions.pop(0)
             action()
+
+
+class ListSource:
+    """An on-demand ``FrameSource`` over frames in memory (what a virtual camera looks like):
+    one frame per read, timed by ``clock``; ``EndOfStream`` after the last."""
+
+    live = False
+
+    def __init__(self, frames: Iterable[np.ndarray], clock: Callable[[], float]) -> None:
+        self.frames = iter(frames)
+        self.clock = clock
+        self.description = "frames in memory"
+        self.opens = 0
+
+    def open(self) -> None:
+        self.opens += 1
+
+    def read(self) -> Frame | None:
+        from sensors.camera.sources import EndOfStream
+
+        try:
+            image = next(self.frames)
+        except StopIteration:
+            raise EndOfStream("end of the frames") from None
+        return Frame(image=image, ts=self.clock())
+
+    def close(self) -> None:
+        pass

@@ -157,7 +157,8 @@ class TamperSettings:
 
     * covered: the picture's standard deviation under ``covered_std`` (0-255): a hand, tape,
       a bag or a black frame.
-    * defocused: sharpness (variance of the Laplacian) under ``blur_ratio`` of the reference's.
+    * defocused: sharpness (variance of the Laplacian over the picture's variance) under
+      ``blur_ratio`` of the reference's.
     * turned away: the share of the reference's textured cells whose edges still match falls
       under ``scene_match`` while the picture is sharp.
     """

@@ -7,8 +7,9 @@ picture with it:
 
 * covered: the picture is almost uniform (standard deviation under ``covered_std``): a hand, a
   bag, tape, paint over the lens, or a black frame;
-* defocused: the sharpness fell under ``blur_ratio`` of the reference's (lens sprayed, smeared
-  or turned out of focus);
+* defocused: the sharpness (variance of the Laplacian relative to the picture's variance, so
+  that dimming does not count) fell under ``blur_ratio`` of the reference's (lens sprayed,
+  smeared or turned out of focus);
 * turned away: the picture is sharp but its edges no longer match the reference's: of the grid
   cells that hold texture in the reference, fewer than ``scene_match`` still correlate
   (normalised cross-correlation of the edge maps, which ignores brightness and contrast).
@@ -72,8 +73,12 @@ def edge_map(gray: np.ndarray) -> np.ndarray:
 
 
 def sharpness(gray: np.ndarray) -> float:
-    """Variance of the Laplacian: high for a focused, textured picture."""
-    return float(cv2.Laplacian(gray, cv2.CV_32F).var())
+    """Variance of the Laplacian over the picture's variance: high for a focused picture, and
+    the same whether the scene is lit brightly or dimly (both scale with contrast squared)."""
+    variance = float(gray.var())
+    if variance < 1e-6:
+        return 0.0
+    return float(cv2.Laplacian(gray, cv2.CV_32F).var()) / variance
 
 
 class TamperDetector:
