@@ -14,6 +14,8 @@ from typing import Any
 DEFAULT_CONFIG = Path("/etc/tuquan/hub.toml")
 DEFAULT_DATA_DIR = Path("/var/lib/tuquan")
 SIM_DATA_DIR = Path("data/sim")
+# `tuquan sim` actions on the simulator's sensor nodes (hw_sim/nodes.py)
+NODE_ACTIONS = ("smoke", "silence", "resume", "noise", "node-panic")
 
 
 def _broker_arg(value: str) -> tuple[str, int]:
@@ -104,13 +106,22 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     from hw_sim.control import request
 
     message: dict[str, Any] = {"cmd": args.action}
-    if args.action in ("press", "release", "hold"):
+    if args.action in ("press", "release", "hold", *NODE_ACTIONS):
         if not args.name:
-            print(f"tuquan sim {args.action} needs an input name", file=sys.stderr)
+            what = "a node name" if args.action in NODE_ACTIONS else "an input name"
+            print(f"tuquan sim {args.action} needs {what}", file=sys.stderr)
             return 2
         message["name"] = args.name
     if args.action == "hold":
+        message["seconds"] = 3.0 if args.seconds is None else args.seconds
+    if args.action == "node-panic" and args.seconds is not None:
         message["seconds"] = args.seconds
+    for action, option in (("smoke", "level"), ("noise", "ber")):
+        if args.action == action:
+            if getattr(args, option) is None:
+                print(f"tuquan sim {action} needs --{option}", file=sys.stderr)
+                return 2
+            message[option] = getattr(args, option)
     if args.action == "emit":
         message.update(kind=args.name or "telemetry", count=args.count)
     try:
@@ -201,9 +212,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     sim = sub.add_parser("sim", help="drive a running simulated hub")
-    sim.add_argument("action", choices=["press", "release", "hold", "status", "emit"])
-    sim.add_argument("name", nargs="?", help="input name (for emit: an event kind)")
-    sim.add_argument("--seconds", type=float, default=3.0, help="for hold")
+    sim.add_argument(
+        "action", choices=["press", "release", "hold", "status", "emit", *NODE_ACTIONS]
+    )
+    sim.add_argument(
+        "name", nargs="?", help="input name; sensor node name for node actions; emit: event kind"
+    )
+    sim.add_argument(
+        "--seconds", type=float, help="for hold (default 3) and node-panic (default 0.5)"
+    )
+    sim.add_argument("--level", type=int, help="for smoke: the detector's level, 0..65535")
+    sim.add_argument("--ber", type=float, help="for noise: bit error rate on the node's link")
     sim.add_argument("--count", type=int, default=1, help="for emit")
     sim.add_argument("--data-dir", help=f"the simulated hub's data dir (default ./{SIM_DATA_DIR})")
     sim.set_defaults(func=_cmd_sim)

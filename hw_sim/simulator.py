@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from gateway.events import KINDS, NEW, Event
 from gateway.service import Hub
 from hw_sim.board import SimBoard, SimError
 from hw_sim.control import ControlServer
+from hw_sim.nodes import NODE_COMMANDS, SimNodes
 from hw_sim.scenario import ScenarioPlayer, load_scenario
 
 log = logging.getLogger(__name__)
@@ -35,16 +37,26 @@ class SimulatedHub:
         *,
         broker: tuple[str, int] | None = None,
         scenario: Path | None = None,
+        node_firmware: Mapping[str, Any] | None = None,
     ) -> None:
         steps = load_scenario(scenario) if scenario is not None else None  # fail before opening
         self.board = SimBoard()
-        self.hub = Hub(cfg, data_dir, pin_factory=self.board.factory, broker=broker)
+        # Sensor nodes run the real firmware on ptys; the hub gets the ptys as its bus ports.
+        self.nodes = SimNodes(cfg, firmware=node_firmware)
+        try:
+            self.hub = Hub(
+                self.nodes.hub_config(cfg), data_dir, pin_factory=self.board.factory, broker=broker
+            )
+        except BaseException:
+            self.nodes.close()
+            raise
         self.board.attach(self.hub.inputs.inputs, self.hub.outputs)
         self.control = ControlServer(data_dir, self.handle)
         self.player = ScenarioPlayer(steps, self.handle) if steps is not None else None
 
     def start(self) -> None:
         self.hub.start()
+        self.nodes.start(ready=lambda bus: self.hub.buses.buses[bus].is_open)
         self.control.start()
         if self.player is not None:
             self.player.start()
@@ -53,10 +65,12 @@ class SimulatedHub:
         if self.player is not None:
             self.player.stop()
         self.control.close()
+        self.nodes.stop()
         self.hub.inputs.mute()
         self.board.release_all()
         self.hub.stop(drain_timeout_s)
         self.board.close()
+        self.nodes.close()  # the ptys, once the hub has closed its ports
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """Carry out one control request (control-socket threads and the scenario thread)."""
@@ -72,6 +86,8 @@ class SimulatedHub:
                 return {"ok": True, "cmd": cmd, "name": name}
             if cmd == "emit":
                 return self._emit(request)
+            if cmd in NODE_COMMANDS:
+                return self.nodes.handle(request)
             if cmd == "status":
                 return self.status()
         except SimError as exc:
@@ -105,4 +121,5 @@ class SimulatedHub:
             "outputs": self.board.outputs(),
             "sounding": self.hub.rules.sounding(),
             "outbox": counts,
+            "nodes": self.nodes.status(),
         }
