@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("ingest", "drain", "alarm_latency", "rss")
+BENCHMARKS = ("ingest", "drain", "alarm_latency", "rss", "serial_decoder", "node_latency")
 
 
 def main(argv: list[str] | None = None) -> int:
