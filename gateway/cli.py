@@ -1,4 +1,4 @@
-"""The ``tuquan`` command line: run, sim, receive, check-config."""
+"""The ``tuquan`` command line: run, sim, receive, check-config, detect, model."""
 
 from __future__ import annotations
 
@@ -238,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a hub config file (exit 2 if invalid)")
     check.add_argument("file")
     check.set_defaults(func=_cmd_check_config)
+
+    from sensors.detection.cli import add_subcommands as add_detection_subcommands
+
+    add_detection_subcommands(sub)  # detect, model
     return parser
 
 

@@ -2,6 +2,8 @@
 # Make a checkout ready to run and test, on Debian 12 or Raspberry Pi OS (bookworm):
 #   - .venv with tuquan installed editable and its dev tools (again only when pyproject.toml
 #     is newer than the stamp .venv/.tuquan-installed, so repeated runs take a moment);
+#   - the default person detection model in models/ (tuquan model fetch, where it is missing
+#     or damaged);
 #   - Mosquitto, the broker the tests and the demo start (apt-get, where it is missing);
 #   - with --clients, also mosquitto_sub/mosquitto_pub (package mosquitto-clients);
 #   - GStreamer's RTSP server for the system Python (apt-get, where missing): the camera tests
@@ -80,6 +82,14 @@ if [ ! -e "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
     say "installing tuquan and its dev tools into $VENV (pip install -e '.[dev]'; a minute or two the first time)"
     "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
     touch "$STAMP"
+fi
+
+# -- the default detection model (model files are not in git) --------------------------------
+# Fetched here, once, so the tests and the demo never download anything while they run.
+if ! "$VENV/bin/python" -c 'import sys; from models.manifest import get_spec, status
+sys.exit(status(get_spec("pose-detection")) != "verified")' 2>/dev/null; then
+    say "fetching the person detection model (tuquan model fetch pose-detection)"
+    "$VENV/bin/tuquan" model fetch pose-detection
 fi
 
 # -- Mosquitto ---------------------------------------------------------------------------------
