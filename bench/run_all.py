@@ -8,7 +8,15 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("ingest", "drain", "alarm_latency", "rss", "serial_decoder", "node_latency")
+BENCHMARKS = (
+    "ingest",
+    "drain",
+    "alarm_latency",
+    "rss",
+    "serial_decoder",
+    "node_latency",
+    "camera_cpu",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -189,6 +189,9 @@ class CameraPipeline:
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+            if thread.is_alive():
+                log.warning("camera %s: still busy %.0f s after stop", self.name, timeout)
+                return  # the thread closes the source when it gets out of its read
         self._close()
 
     def run(self) -> None:
@@ -244,7 +247,7 @@ class CameraPipeline:
                 else:
                     self._tick(now, [])
                 continue
-            self._last_frame = frame.ts
+            self._last_frame = self.clock()
             if fresh:
                 fresh = False
                 delay = s.backoff_min_s

@@ -62,7 +62,7 @@ class EndOfStream(SourceError):
 @dataclass(frozen=True)
 class Frame:
     image: np.ndarray  # H x W x 3 uint8, RGB
-    ts: float  # seconds, monotonic
+    ts: float  # seconds on the pipeline's clock (time.monotonic unless one is injected)
     gray: np.ndarray | None = None  # optional small grayscale copy from the camera
 
     @property
