@@ -123,10 +123,13 @@ def walk(
     steps: int = 30,
     after: int = 60,
     person_height: int = 150,
+    stand_at: float | None = None,
+    stand: int = 0,
     seed: int = 1,
 ) -> Clip:
     """``before`` still frames, a person crossing the frame left to right in ``steps`` frames,
-    then ``after`` still frames (all with sensor noise)."""
+    then ``after`` still frames (all with sensor noise). With ``stand_at`` (a share of the walk,
+    0..1) the person stops there for ``stand`` frames."""
     rng = np.random.default_rng(seed)
     bg = street(width, height)
     sprite = person(person_height)
@@ -137,8 +140,12 @@ def walk(
         frames.append(noisy(bg, rng))
         truth.append(None)
     y = height - person_height - height // 20
-    for i in range(steps):
-        x = round(-sw * 0.5 + (width + sw * 0.0) * i / max(1, steps - 1))
+    path = [i / max(1, steps - 1) for i in range(steps)]
+    if stand_at is not None:
+        stop = min(range(steps), key=lambda i: abs(path[i] - stand_at))
+        path[stop:stop] = [path[stop]] * stand
+    for share in path:
+        x = round(-sw * 0.5 + width * share)
         f = bg.copy()
         truth.append(paste(f, sprite, x, y))
         frames.append(noisy(f, rng))

@@ -359,3 +359,30 @@ def test_snapshot_store_keeps_the_newest_under_its_cap(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp"))
     with pytest.raises(ValueError):
         store.put("../../etc/passwd", b"x")
+
+
+def test_a_person_lingering_in_the_zone_is_still_one_incident(detector: Any) -> None:
+    """Walks in, stands still for 30 s (the background absorbs them; rechecks keep them seen),
+    walks on: one start, one end, and the detector is not run on every still frame."""
+    lingering = walk(stand_at=0.75, stand=150)
+    counting = Counting(detector)
+    events, pipe = play(lingering.frames, camera(), counting)
+    assert kinds(events) == [("person", "E"), ("person", "R")]
+    assert events[1].data["duration_s"] >= 30.0
+    assert counting.calls < 0.5 * len(lingering.frames)
+
+
+def test_crossing_two_zones_is_one_incident_in_each(detector: Any, clip: Clip) -> None:
+    left = ((0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0))
+    zones = (ZoneSettings("gate", polygon=left), ZoneSettings("yard", polygon=RIGHT_HALF))
+    events, _ = play(clip.frames, camera(zones=zones), detector)
+    assert [(e.zone, e.qualifier) for e in events if e.qualifier == "E"] == [
+        ("gate", "E"),
+        ("yard", "E"),
+    ]
+    assert sorted((e.zone, e.qualifier) for e in events) == [
+        ("gate", "E"),
+        ("gate", "R"),
+        ("yard", "E"),
+        ("yard", "R"),
+    ]

@@ -1,8 +1,9 @@
 """A small tracker: detections matched to tracked objects by box overlap (IoU), frame by frame.
 
 A tracked object is believed (``confirmed``) once it has been detected in ``min_frames``
-frames and the median of its last ``history`` scores reaches ``threshold``; from then on it
-stays believed until it is lost. An object is lost after ``max_misses`` frames in which the
+frames, and for as long as the median of its last ``history`` scores reaches ``threshold``: a
+person who walks away and leaves a weak false detection where they stood (a post, a shadow) is
+not kept alive by it. An object is lost after ``max_misses`` frames in which the
 detector looked where it was and did not find it (frames where the detector did not look there,
 because nothing moved, do not count against it).
 """
@@ -119,9 +120,8 @@ class Tracker:
         self._judge(track)
 
     def _judge(self, track: Track) -> None:
-        if not track.confirmed:
-            f = self.filters
-            track.confirmed = track.hits >= f.min_frames and track.median_score >= f.threshold
+        f = self.filters
+        track.confirmed = track.hits >= f.min_frames and track.median_score >= f.threshold
 
     def clear(self) -> None:
         self.tracks.clear()
