@@ -9,8 +9,8 @@ For each frame taken at the detect rate:
    around the motion, and boxes are mapped back to the frame;
 4. filters: label, per-detection ``min_score``, box area and ratio, masks (by the box's
    bottom-centre point);
-5. tracking by box overlap; an object counts once it has ``min_frames`` detections whose median
-   score reaches ``threshold``;
+5. tracking by box overlap; an object counts once it has ``min_frames`` detections, and while
+   the median of its recent scores reaches ``threshold``;
 6. zones: a counted object whose bottom-centre point has been in a zone for ``inertia`` frames,
    while the zone is armed, starts an incident: one ``person`` event (qualifier E) with a JPEG
    snapshot handed to the snapshot sink first. The incident lasts while people are seen there

@@ -76,7 +76,7 @@ class FilterSettings:
     """When a detection is believed, as NVRs that few false alarms come from do it.
 
     ``min_score``: a single detection below it is dropped. ``threshold``: a tracked object
-    counts only once the median of its last ``history`` scores reaches it, and only after
+    counts only while the median of its last ``history`` scores reaches it, and only after
     ``min_frames`` detections. ``min_area``/``max_area``: the box's share of the frame area.
     ``min_ratio``/``max_ratio``: the box's width over height.
     """
