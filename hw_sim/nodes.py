@@ -86,8 +86,8 @@ def firmware_config(
         "battery_pin": BATTERY_PIN,
         "battery_divider": BATTERY_DIVIDER,
         "adc_vref_mv": ADC_VREF_MV,
-        # The firmware counts whole seconds: never slower than the hub expects.
-        "heartbeat_s": max(1, int(spec.heartbeat_s)),
+        # The firmware counts whole seconds (1..65535): never slower than the hub expects.
+        "heartbeat_s": min(0xFFFF, max(1, int(spec.heartbeat_s))),
         "watchdog_ms": 0,
         "start_delay_ms": 0,
     }

@@ -3,11 +3,14 @@
 ```toml
 [[steps]]
 at = 1.0            # seconds after the hub started
-action = "press"    # press | release | hold | emit
+action = "press"    # press | release | hold | emit | smoke | node-panic | silence | resume | noise
 input = "panic-1"   # for press, release, hold
-seconds = 3.5       # for hold
+seconds = 3.5       # for hold (and node-panic, optional)
 kind = "telemetry"  # for emit
 count = 10          # for emit
+node = "smoke-1"    # for the sensor-node actions
+level = 45000       # for smoke
+ber = 0.001         # for noise
 ```
 """
 
@@ -26,8 +29,9 @@ from gateway.events import KINDS
 
 log = logging.getLogger(__name__)
 
-ACTIONS = {"press", "release", "hold", "emit"}
-_KEYS = {"at", "action", "input", "seconds", "kind", "count"}
+NODE_ACTIONS = {"smoke", "node-panic", "silence", "resume", "noise"}
+ACTIONS = {"press", "release", "hold", "emit"} | NODE_ACTIONS
+_KEYS = {"at", "action", "input", "seconds", "kind", "count", "node", "level", "ber"}
 
 
 def load_scenario(path: Path) -> list[dict[str, Any]]:
@@ -58,6 +62,13 @@ def load_scenario(path: Path) -> list[dict[str, Any]]:
             errors.append((f"{where}.seconds", "hold needs seconds"))
         if action == "emit" and step.get("kind", "telemetry") not in KINDS:
             errors.append((f"{where}.kind", f"unknown event kind {step.get('kind')!r}"))
+        if action in NODE_ACTIONS and not isinstance(step.get("node"), str):
+            errors.append((f"{where}.node", f"{action} needs the name of a sensor node"))
+        level = step.get("level")
+        if action == "smoke" and (not isinstance(level, int) or not 0 <= level <= 0xFFFF):
+            errors.append((f"{where}.level", "smoke needs a level from 0 to 65535"))
+        if action == "noise" and not isinstance(step.get("ber"), int | float):
+            errors.append((f"{where}.ber", "noise needs ber, a bit error rate"))
     if errors:
         raise ConfigError(errors)
     return sorted(steps, key=lambda s: float(s["at"]))
@@ -68,6 +79,10 @@ def step_request(step: dict[str, Any]) -> dict[str, Any]:
     action = step["action"]
     if action == "emit":
         return {"cmd": "emit", "kind": step.get("kind", "telemetry"), "count": step.get("count", 1)}
+    if action in NODE_ACTIONS:
+        node_request = {"cmd": action, "name": step["node"]}
+        node_request.update({k: step[k] for k in ("level", "ber", "seconds") if k in step})
+        return node_request
     request = {"cmd": action, "name": step["input"]}
     if action == "hold":
         request["seconds"] = step["seconds"]
@@ -104,7 +119,7 @@ class ScenarioPlayer:
                 "scenario t=%.1fs %s %s: %s",
                 float(step["at"]),
                 step["action"],
-                step.get("input", step.get("kind", "")),
+                step.get("input", step.get("node", step.get("kind", ""))),
                 "ok" if answer.get("ok") else answer,
             )
         if self.on_done is not None:

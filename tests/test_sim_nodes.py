@@ -18,15 +18,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hub_helpers import COMMUNE, EVENTS, HUB, wait_until
 from mqtt_helpers import Message, Subscriber
 
 from firmware_py import codec
 from gateway.config import Config, parse_config
+from gateway.errors import ConfigError
 from gateway.service import OUTBOX_FILE
 from gateway.topics import HubTopics
 from hw_sim.control import request
 from hw_sim.nodes import SMOKE_THRESHOLD, SimNode
+from hw_sim.scenario import load_scenario
 from hw_sim.simulator import SimulatedHub, default_config_path
 
 TOPICS = HubTopics(COMMUNE, HUB)
@@ -311,6 +314,48 @@ def test_node_commands_check_what_they_are_given(mosquitto, tmp_path: Path) -> N
         )
         assert smoke["port"] == hub.hub.cfg.bus("bus-1").port  # the pty the hub opened
         assert hub.handle({"cmd": "noise", "name": "smoke-1", "ber": 0})["ber"] == 0
+
+
+# --- scenarios ------------------------------------------------------------------------------
+
+
+def test_a_scenario_drives_the_nodes(mosquitto, tmp_path: Path) -> None:
+    scenario = REPO / "hw_sim" / "scenarios" / "kitchen-smoke.toml"
+    with Subscriber(mosquitto, EVENTS) as sub:
+        hub = SimulatedHub(
+            nodes_config(), tmp_path, broker=(mosquitto.host, mosquitto.port), scenario=scenario
+        )
+        hub.start()
+        try:
+            sub.wait_for(5, timeout=30)
+            time.sleep(0.5)  # nothing more comes
+            msgs = sub.messages
+            smoke = hub.nodes.node("smoke-1").status()
+        finally:
+            hub.stop(drain_timeout_s=1.0)
+    assert kinds(msgs) == [
+        ("smoke", "E", "smoke-1"),
+        ("panic", "E", "panic-node-1"),
+        ("panic", "R", "panic-node-1"),
+        ("silenced", "E", "silence-1"),
+        ("smoke", "R", "smoke-1"),
+    ]
+    assert smoke["smoke_level"] == 1000 and smoke["smoke"] is False
+
+
+def test_a_scenario_node_step_is_checked_before_the_hub_starts(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[[steps]]\nat = 1\naction = "smoke"\nlevel = 70000\n\n'
+        '[[steps]]\nat = 2\naction = "noise"\nnode = "smoke-1"\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load_scenario(bad)
+    assert {path for path, _ in err.value.errors} == {
+        "steps[0].node",
+        "steps[0].level",
+        "steps[1].ber",
+    }
 
 
 # --- the command line -----------------------------------------------------------------------
