@@ -16,6 +16,7 @@ BENCHMARKS = (
     "serial_decoder",
     "node_latency",
     "camera_cpu",
+    "detect",
 )
 
 

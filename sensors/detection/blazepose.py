@@ -137,7 +137,13 @@ class BlazePoseDecoder:
                 f"{n}x1 (its anchors for a {input_size[0]}x{input_size[1]} input), "
                 f"the model has {shapes}"
             ) from None
-        self.scale_w, self.scale_h = float(input_size[0]), float(input_size[1])
+        # Each row decodes as raw * mul + add: divided by the input size and scaled by the
+        # anchor's size, plus the anchor's centre for positions (not for the box's w and h).
+        scale = np.tile([float(input_size[0]), float(input_size[1])], self.coords // 2)
+        sizes = np.tile(self.anchors[:, 2:4], self.coords // 2)
+        self._mul = (sizes / scale).astype(np.float32)
+        self._add = np.tile(self.anchors[:, 0:2], self.coords // 2).astype(np.float32)
+        self._add[:, 2:4] = 0.0
         self.nms_iou = nms_iou
         self.max_detections = max_detections
         self.label = label
@@ -145,40 +151,42 @@ class BlazePoseDecoder:
     def __call__(
         self, outputs: Sequence[np.ndarray], placement: Placement, min_score: float
     ) -> list[Detection]:
-        logits = outputs[self._scores].reshape(-1).astype(np.float64)  # exp(100) > float32
-        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -SCORE_CLIP, SCORE_CLIP)))
-        keep = np.flatnonzero(scores >= min_score)
+        logits = outputs[self._scores].reshape(-1)
+        # sigmoid(x) >= min_score  <=>  x >= logit(min_score): the exp runs on the few kept
+        keep = np.flatnonzero(logits >= _logit(min_score))
         if keep.size == 0:
             return []
-        raw = outputs[self._boxes].reshape(-1, self.coords)[keep]
-        anchors = self.anchors[keep]
-        ax, ay, aw, ah = anchors[:, 0:1], anchors[:, 1:2], anchors[:, 2:3], anchors[:, 3:4]
-        xs = raw[:, 0::2] / self.scale_w * aw  # x_center, w, then the keypoints' x
-        ys = raw[:, 1::2] / self.scale_h * ah
-        xc, yc = xs[:, 0] + ax[:, 0], ys[:, 0] + ay[:, 0]
-        w, h = xs[:, 1], ys[:, 1]
-        face = np.stack([xc - w / 2, yc - h / 2, xc + w / 2, yc + h / 2], axis=1)
-        kx, ky = xs[:, 2:] + ax, ys[:, 2:] + ay
-        keypoints = np.stack([kx, ky], axis=2).reshape(len(keep), -1)
-        groups = weighted_nms(face, scores[keep], keypoints, self.nms_iou, self.max_detections)
+        clipped = np.clip(logits[keep].astype(np.float64), -SCORE_CLIP, SCORE_CLIP)
+        scores = 1.0 / (1.0 + np.exp(-clipped))
+        rows = outputs[self._boxes].reshape(-1, self.coords)[keep] * self._mul[keep]
+        rows += self._add[keep]
+        xc, yc, half_w, half_h = rows[:, 0], rows[:, 1], rows[:, 2] / 2, rows[:, 3] / 2
+        face = np.stack([xc - half_w, yc - half_h, xc + half_w, yc + half_h], axis=1)
+        groups = weighted_nms(face, scores, rows[:, 4:], self.nms_iou, self.max_detections)
         return [self._person(box, score, kps, placement) for box, score, kps in groups]
 
     def _person(
         self, face: np.ndarray, score: float, keypoints: np.ndarray, p: Placement
     ) -> Detection:
-        fx = p.to_frame_x(face[0::2])
-        fy = p.to_frame_y(face[1::2])
-        kx = p.to_frame_x(keypoints[0::2])
-        ky = p.to_frame_y(keypoints[1::2])
-        radius = math.hypot(float(kx[1] - kx[0]), float(ky[1] - ky[0]))
-        x0 = min(float(fx[0]), float(kx[0]) - radius)
-        y0 = min(float(fy[0]), float(ky[0]) - radius)
-        x1 = max(float(fx[1]), float(kx[0]) + radius)
-        y1 = max(float(fy[1]), float(ky[0]) + radius)
+        sx, sy = p.scale_x / p.input_w, p.scale_y / p.input_h  # normalized input -> frame
+        ox, oy = p.offset_x / p.input_w, p.offset_y / p.input_h
+        f0, f1, f2, f3 = face.tolist()
+        hip_x, hip_y, size_x, size_y = keypoints[:4].tolist()
+        cx, cy = (hip_x - ox) / sx, (hip_y - oy) / sy
+        radius = math.hypot((size_x - hip_x) / sx, (size_y - hip_y) / sy)
+        w, h = float(p.frame_w), float(p.frame_h)
         box = (
-            min(max(x0, 0.0), float(p.frame_w)),
-            min(max(y0, 0.0), float(p.frame_h)),
-            min(max(x1, 0.0), float(p.frame_w)),
-            min(max(y1, 0.0), float(p.frame_h)),
+            min(max(min((f0 - ox) / sx, cx - radius), 0.0), w),
+            min(max(min((f1 - oy) / sy, cy - radius), 0.0), h),
+            min(max(max((f2 - ox) / sx, cx + radius), 0.0), w),
+            min(max(max((f3 - oy) / sy, cy + radius), 0.0), h),
         )
         return Detection(self.label, round(score, 4), box)
+
+
+def _logit(p: float) -> float:
+    if p <= 0.0:
+        return -math.inf
+    if p >= 1.0:
+        return math.inf
+    return math.log(p / (1.0 - p))
