@@ -30,6 +30,7 @@ from sensors.camera.settings import (
     ZoneSettings,
 )
 from sensors.camera.snapshots import SnapshotStore
+from sensors.camera.sources import Frame
 from sensors.camera.tracker import Seen, Tracker
 
 FPS = 5.0
@@ -386,3 +387,24 @@ def test_crossing_two_zones_is_one_incident_in_each(detector: Any, clip: Clip) -
         ("yard", "E"),
         ("yard", "R"),
     ]
+
+
+def test_a_bad_frame_is_counted_and_the_camera_goes_on(detector: Any, clip: Clip) -> None:
+    grey = np.zeros((240, 320), np.uint8)  # a virtual camera sending the wrong thing
+    frames = [grey, *clip.frames]
+    clock = FakeClock()
+    events: list[Event] = []
+    pipe = CameraPipeline(
+        camera(),
+        emit=events.append,
+        detector=detector,
+        source=ListSource(frames, clock),
+        clock=clock,
+        sleep=clock.sleep,
+        now=lambda: NIGHT,
+    )
+    with pytest.raises(ValueError, match="H x W x 3 uint8 RGB"):
+        pipe.process(Frame(grey, 0.0))
+    pipe.run()
+    assert pipe.stats.errors == 1
+    assert kinds(events) == [("person", "E"), ("person", "R")]

@@ -335,6 +335,12 @@ class CameraPipeline:
     def process(self, frame: Frame) -> FrameResult:
         """Run one frame through tamper, motion, detection, tracking and zones."""
         s = self.settings
+        image = frame.image
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(
+                f"camera {self.name}: a frame must be H x W x 3 uint8 RGB, "
+                f"not {image.shape} {image.dtype}"
+            )
         ts = frame.ts
         width, height = frame.size
         self.stats.frames += 1
