@@ -87,11 +87,15 @@ def fetch_model(
             f"{expected}; nothing was installed"
         )
     partial = target.with_name(f".{target.name}.partial")
-    with partial.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, target)
+    try:
+        with partial.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise ModelError(f"model {spec.name}: cannot write {target}: {exc.strerror}") from None
     log(f"{spec.name}: installed {target} ({len(data):,} bytes, sha256 verified)")
     if spec.sha256 is None and given:
         where = pin_locally(spec.name, given, models_dir)
