@@ -1,11 +1,12 @@
 """Simulated sensor nodes: the real node firmware on the far end of a pty.
 
-For every ``[[buses]]`` entry of the hub's configuration the simulator opens a pty pair
-(``os.openpty``) and gives the hub the slave's path as the bus port, so the hub's own driver
-(``sensors/serial_bus.py``) opens it with pyserial as it would a USB adapter. Every ``[[nodes]]``
-entry becomes a simulated board on its bus's line: the firmware of ``firmware_py/`` (its ``Node``
-class and codec, the code that ships to the boards) runs under CPython on one thread per node,
-with a :class:`~hw_sim.machine_shim.Board` as its ``machine`` module.
+For every ``[[buses]]`` entry of the hub's configuration whose port does not exist here, the
+simulator opens a pty pair (``os.openpty``) and gives the hub the slave's path as the bus port,
+so the hub's own driver (``sensors/serial_bus.py``) opens it with pyserial as it would a USB
+adapter (a bus whose port exists is left to the hub as it is). Every ``[[nodes]]`` entry on a
+simulated bus becomes a simulated board on its bus's line: the firmware of ``firmware_py/``
+(its ``Node`` class and codec, the code that ships to the boards) runs under CPython on one
+thread per node, with a :class:`~hw_sim.machine_shim.Board` as its ``machine`` module.
 
 Each board is wired as ``firmware_py/config.py``'s example: a smoke detector whose alarm output
 pulls GPIO 15 low and whose analog level reaches ADC 26 (the simulated detector trips at its
