@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.manifest import ModelError
-from sensors.detection.base import Detection, Detector
+from sensors.detection.base import Detection, Detector, FrameError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,14 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["Detection", "Detector", "FrameError", "ModelError", "TFLiteDetector", "load_detector"]
 
 DEFAULT_MODEL = "pose-detection"
-
-
-def __getattr__(name: str) -> Any:
-    if name == "FrameError":  # lives with the numpy code; imported on first use
-        from sensors.detection.preprocess import FrameError
-
-        return FrameError
-    raise AttributeError(name)
 
 
 class TFLiteDetector:

@@ -5,8 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from gateway.errors import TuquanError
+
 if TYPE_CHECKING:
     import numpy as np
+
+
+class FrameError(TuquanError, ValueError):
+    """A frame the detector cannot use (wrong type, shape or size)."""
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gateway.errors import TuquanError
+from sensors.detection.base import FrameError
 
-
-class FrameError(TuquanError, ValueError):
-    """A frame the detector cannot use (wrong type, shape or size)."""
+__all__ = ["FrameError", "Placement", "Preprocessor", "as_rgb"]
 
 
 @dataclass(frozen=True)
