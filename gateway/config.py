@@ -13,6 +13,10 @@ Validation happens in three layers, ESPHome style:
 3. checks across tables (unique names and pins, rules naming an existing output), run on the
    raw tables too, so that they are reported together with any type error elsewhere.
 
+The camera tables (``[[cameras]]`` and their zones, filters, motion and tamper tables) are
+checked by the dataclasses of ``sensors.camera.settings`` they become: a ``ValueError`` of theirs
+is reported at the key it is about (``cameras[0].zones[1].polygon: ...``).
+
 The broker password is never written in the TOML file: it comes from the environment variable
 ``TUQUAN_BROKER_PASSWORD`` or from ``broker.credentials_file``, and is held as a ``SecretStr``
 that no repr, str, log line or error message shows. See docs/config.md for every key.
@@ -45,8 +49,17 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from gateway.errors import ConfigError
+from sensors.camera.settings import (
+    SOURCE_KINDS,
+    CameraSettings,
+    FilterSettings,
+    MotionSettings,
+    TamperSettings,
+    ZoneSettings,
+)
 
 PASSWORD_ENV = "TUQUAN_BROKER_PASSWORD"
 
@@ -545,8 +558,336 @@ class ModbusConfig(_Frozen):
         return value
 
 
-_SECTIONS = ("hub", "broker", "uplink", "outbox")
-_ARRAYS = ("inputs", "outputs", "rules", "buses", "nodes", "modbus")
+# ---------------------------------------------------------------------------------------------
+# Cameras and person detection (docs/cameras.md, docs/detection.md).
+#
+# The camera tables map one to one onto the frozen dataclasses of sensors.camera.settings, which
+# check their own values. Pydantic checks the TOML types here; the dataclasses check ranges and
+# the rules between keys, and a ValueError of theirs is reported at the key it is about.
+
+DEFAULT_MODEL = "pose-detection"
+SNAPSHOT_MB = 1_000_000  # bytes in one ``snapshots.max_mb``
+
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+PositiveNumber = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
+Point = tuple[Number, Number]
+PolygonTable = tuple[Point, ...]
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_URL_CREDENTIALS = re.compile(r"(?<=//)[^/@]*@")  # as sensors.camera.sources.redact
+_ZONE = ZoneSettings("zone")
+_FILTERS = FilterSettings()
+_MOTION = MotionSettings()
+_TAMPER = TamperSettings()
+_CAMERA = CameraSettings("camera", "camera")
+
+
+def _error_at(parts: Sequence[int | str], message: str) -> PydanticCustomError:
+    """An error at ``parts`` below the table being validated (``_pydantic_errors`` joins them)."""
+    return PydanticCustomError("value_at", "{message}", {"message": message, "at": tuple(parts)})
+
+
+_WHERE = re.compile(r"^(?:(?:camera|zone)(?: [^:]*)?|filters|motion|tamper): ")
+
+
+def _strip_where(message: str, key: str = "") -> str:
+    """``"camera cam-1: masks[0]: point ..."`` -> ``"point ..."``: the path already says where."""
+    while (match := _WHERE.match(message)) is not None:
+        message = message[match.end() :]
+    if key:
+        message = re.sub(rf"^{re.escape(key)}(\[\d+\])?: ", "", message)
+    return message
+
+
+def _as_settings(value: Any) -> Any:
+    """Config tables inside ``value`` turned into their settings dataclasses."""
+    if isinstance(value, tuple):
+        return tuple(_as_settings(v) for v in value)
+    settings = getattr(value, "settings", None) if isinstance(value, BaseModel) else None
+    return settings() if callable(settings) else value
+
+
+def _builds(cls: Any, values: Mapping[str, Any]) -> bool:
+    try:
+        cls(**values)
+    except ValueError:
+        return False
+    return True
+
+
+def check_alone(cls: Any, value: Any, info: ValidationInfo, keep: Sequence[str] = ()) -> Any:
+    """Field validator: ``value`` checked by the settings dataclass ``cls``, on its own.
+
+    ``cls`` is built with this key alone (and the required ``keep`` keys), so a ``ValueError``
+    it raises is about this key, and is reported here; within an array, at the first entry that
+    fails on its own. What only several keys together get wrong (``min_area`` larger than
+    ``max_area``) is left to ``build_settings``.
+    """
+    key = info.field_name
+    if key is None or key in keep or any(k not in info.data for k in keep):
+        return value  # a required key is itself invalid: already reported
+    base = {k: info.data[k] for k in keep}
+    converted = _as_settings(value)
+    if _builds(cls, {**base, key: converted}):
+        return value
+    parts: list[int] = []
+    if isinstance(converted, tuple) and len(converted) > 1:
+        failing = [i for i, v in enumerate(converted) if not _builds(cls, {**base, key: (v,)})]
+        if failing and len(failing) < len(converted):
+            parts.append(failing[0])
+            converted = (converted[failing[0]],)
+    try:
+        cls(**base, **{key: converted})
+    except ValueError as exc:
+        raise _error_at(parts, _strip_where(str(exc), key)) from None
+    return value
+
+
+def build_settings(cls: Any, values: Mapping[str, Any]) -> Any:
+    """``cls(**values)``; a ``ValueError`` (keys that disagree) becomes an error at the table."""
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        raise _error_at((), _strip_where(str(exc))) from None
+
+
+def existing_dir(value: Path, info: ValidationInfo) -> Path:
+    """A folder; a relative path starts at the config file's folder. Returns it absolute."""
+    path = value.expanduser()
+    if not path.is_absolute():
+        path = _context(info).base_dir / path
+    path = Path(os.path.normpath(path))
+    if not path.is_dir():
+        raise ValueError(f"not a folder: {path}" if path.exists() else f"folder not found: {path}")
+    return path
+
+
+def camera_source(value: str, info: ValidationInfo) -> str:
+    """A camera's ``source``: a URL, device or ``picamera``/``usb:N`` as written, or a video file
+    or picture folder, whose relative path starts at the config file's folder."""
+    if not value:
+        raise ValueError("must not be empty")
+    if _SCHEME.match(value) or value.isdigit() or value.startswith("/"):
+        return value
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = _context(info).base_dir / path
+    return os.path.normpath(path)
+
+
+class DetectionConfig(_Frozen):
+    """``[detection]``: the detector every camera shares (a model of ``models/manifest.toml``)."""
+
+    models_dir: Annotated[Path, AfterValidator(existing_dir)] | None = None
+    model: Annotated[StrictStr, Field(min_length=1)] = DEFAULT_MODEL
+    threads: Annotated[StrictInt, Field(ge=1, le=16)] = 2
+    min_score: Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)] | None = None
+
+    @field_validator("model", mode="after")
+    @classmethod
+    def _model_in_manifest(cls, value: str, info: ValidationInfo) -> str:
+        if "models_dir" not in info.data:  # models_dir itself is invalid, already reported
+            return value
+        from models.manifest import ModelError, get_spec
+
+        try:
+            get_spec(value, info.data["models_dir"])
+        except ModelError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def labels(self) -> tuple[str, ...] | None:
+        """The model's labels, or None if its manifest cannot be read."""
+        from models.manifest import ModelError, get_spec
+
+        try:
+            return get_spec(self.model, self.models_dir).labels
+        except ModelError:
+            return None
+
+
+class SnapshotsConfig(_Frozen):
+    """``[snapshots]``: the JPEGs of person incidents, in ``<data dir>/snapshots``."""
+
+    max_mb: Annotated[float, Field(strict=True, gt=0, le=1_000_000, allow_inf_nan=False)] = 200.0
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_mb * SNAPSHOT_MB)
+
+
+class ZoneConfig(_Frozen):
+    """``[[cameras.zones]]``: where in a camera's view, and when, a person is an incident."""
+
+    name: Zone
+    polygon: PolygonTable = ()
+    armed: tuple[StrictStr, ...] = ()
+    inertia: StrictInt = _ZONE.inertia
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _alone(cls, value: Any, info: ValidationInfo) -> Any:
+        return check_alone(ZoneSettings, value, info, keep=("name",))
+
+    @model_validator(mode="after")
+    def _valid(self) -> ZoneConfig:
+        self.settings()
+        return self
+
+    def settings(self) -> ZoneSettings:
+        built: ZoneSettings = build_settings(ZoneSettings, self.model_dump())
+        return built
+
+
+class FilterConfig(_Frozen):
+    """``[cameras.filters]``: when a detection is believed."""
+
+    min_score: Number = _FILTERS.min_score
+    threshold: Number = _FILTERS.threshold
+    history: StrictInt = _FILTERS.history
+    min_frames: StrictInt = _FILTERS.min_frames
+    min_area: Number = _FILTERS.min_area
+    max_area: Number = _FILTERS.max_area
+    min_ratio: Number = _FILTERS.min_ratio
+    max_ratio: Annotated[float, Field(strict=True, gt=0)] = _FILTERS.max_ratio  # inf: no limit
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _alone(cls, value: Any, info: ValidationInfo) -> Any:
+        return check_alone(FilterSettings, value, info)
+
+    @model_validator(mode="after")
+    def _valid(self) -> FilterConfig:
+        self.settings()
+        return self
+
+    def settings(self) -> FilterSettings:
+        built: FilterSettings = build_settings(FilterSettings, self.model_dump())
+        return built
+
+
+class MotionConfig(_Frozen):
+    """``[cameras.motion]``: motion detection, which gates the detector."""
+
+    enabled: StrictBool = _MOTION.enabled
+    width: StrictInt = _MOTION.width
+    threshold: StrictInt = _MOTION.threshold
+    contour_area: StrictInt = _MOTION.contour_area
+    alpha: Number = _MOTION.alpha
+    lightning: Number = _MOTION.lightning
+    margin: Number = _MOTION.margin
+    min_region: Number = _MOTION.min_region
+    recheck_s: Number = _MOTION.recheck_s
+    max_regions: StrictInt = _MOTION.max_regions
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _alone(cls, value: Any, info: ValidationInfo) -> Any:
+        return check_alone(MotionSettings, value, info)
+
+    @model_validator(mode="after")
+    def _valid(self) -> MotionConfig:
+        self.settings()
+        return self
+
+    def settings(self) -> MotionSettings:
+        built: MotionSettings = build_settings(MotionSettings, self.model_dump())
+        return built
+
+
+class TamperConfig(_Frozen):
+    """``[cameras.tamper]``: covered, defocused or turned away."""
+
+    enabled: StrictBool = _TAMPER.enabled
+    width: StrictInt = _TAMPER.width
+    check_s: Number = _TAMPER.check_s
+    learn_s: Number = _TAMPER.learn_s
+    adapt_s: Number = _TAMPER.adapt_s
+    persist_s: Number = _TAMPER.persist_s
+    covered_std: Number = _TAMPER.covered_std
+    blur_ratio: Number = _TAMPER.blur_ratio
+    scene_match: Number = _TAMPER.scene_match
+    grid: StrictInt = _TAMPER.grid
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _alone(cls, value: Any, info: ValidationInfo) -> Any:
+        return check_alone(TamperSettings, value, info)
+
+    @model_validator(mode="after")
+    def _valid(self) -> TamperConfig:
+        self.settings()
+        return self
+
+    def settings(self) -> TamperSettings:
+        built: TamperSettings = build_settings(TamperSettings, self.model_dump())
+        return built
+
+
+CameraKind = Literal["auto", "picamera", "usb", "stream", "file", "images"]
+assert typing.get_args(CameraKind) == SOURCE_KINDS
+
+
+class CameraConfig(_Frozen):
+    """``[[cameras]]``: one camera, its zones, masks and filters (docs/cameras.md)."""
+
+    name: Name
+    source: Annotated[StrictStr, AfterValidator(camera_source)]
+    kind: CameraKind = "auto"
+    zone: Zone = ""
+    detect_fps: Number = _CAMERA.detect_fps
+    width: StrictInt | None = None
+    height: StrictInt | None = None
+    loop: StrictBool = False
+    zones: tuple[ZoneConfig, ...] = ()
+    masks: tuple[PolygonTable, ...] = ()
+    labels: tuple[StrictStr, ...] = _CAMERA.labels
+    filters: FilterConfig = Field(default_factory=FilterConfig)
+    motion: MotionConfig = Field(default_factory=MotionConfig)
+    tamper: TamperConfig = Field(default_factory=TamperConfig)
+    end_after_s: Number = _CAMERA.end_after_s
+    offline_after_s: Number = _CAMERA.offline_after_s
+    stall_s: Number = _CAMERA.stall_s
+    open_timeout_s: Number = _CAMERA.open_timeout_s
+    read_timeout_s: Number = _CAMERA.read_timeout_s
+    backoff_min_s: Number = _CAMERA.backoff_min_s
+    backoff_max_s: Number = _CAMERA.backoff_max_s
+    snapshot_margin: Number = _CAMERA.snapshot_margin
+    snapshot_quality: StrictInt = _CAMERA.snapshot_quality
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_zone(cls, data: Any) -> Any:
+        return _zone_from_name(data)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _alone(cls, value: Any, info: ValidationInfo) -> Any:
+        return check_alone(CameraSettings, value, info, keep=("name", "source"))
+
+    @model_validator(mode="after")
+    def _valid(self) -> CameraConfig:
+        self.settings()
+        return self
+
+    def settings(self) -> CameraSettings:
+        """The camera's ``sensors.camera.settings.CameraSettings``."""
+        tables = {"zones", "filters", "motion", "tamper"}
+        values: dict[str, Any] = {
+            name: getattr(self, name) for name in type(self).model_fields if name not in tables
+        }
+        values.update(
+            zones=tuple(z.settings() for z in self.zones),
+            filters=self.filters.settings(),
+            motion=self.motion.settings(),
+            tamper=self.tamper.settings(),
+        )
+        built: CameraSettings = build_settings(CameraSettings, values)
+        return built
+
+
+_SECTIONS = ("hub", "broker", "uplink", "outbox", "detection", "snapshots")
+_ARRAYS = ("inputs", "outputs", "rules", "buses", "nodes", "modbus", "cameras")
 
 
 class Config(_Frozen):
@@ -562,6 +903,9 @@ class Config(_Frozen):
     buses: tuple[BusConfig, ...] = ()
     nodes: tuple[NodeConfig, ...] = ()
     modbus: tuple[ModbusConfig, ...] = ()
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    snapshots: SnapshotsConfig = Field(default_factory=SnapshotsConfig)
+    cameras: tuple[CameraConfig, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -592,6 +936,22 @@ class Config(_Frozen):
             raise ValueError("; ".join(f"{path}: {msg}" for path, msg in errors))
         return self
 
+    @model_validator(mode="after")
+    def _labels_of_the_model(self) -> Config:
+        """A camera's ``labels`` are labels its detector can give (else it never reports)."""
+        known = self.detection.labels() if self.cameras else None
+        if known is None:
+            return self
+        for index, camera in enumerate(self.cameras):
+            for n, label in enumerate(camera.labels):
+                if label not in known:
+                    shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
+                    raise _error_at(
+                        ("cameras", index, "labels", n),
+                        f"{label!r} is not a label of model {self.detection.model} ({shown})",
+                    )
+        return self
+
     def input(self, name: str) -> InputConfig:
         """The input called ``name``; KeyError if there is none."""
         for inp in self.inputs:
@@ -620,6 +980,13 @@ class Config(_Frozen):
                 return node
         raise KeyError(f"no node named {name!r}")
 
+    def camera(self, name: str) -> CameraConfig:
+        """The camera called ``name``; KeyError if there is none."""
+        for camera in self.cameras:
+            if camera.name == name:
+                return camera
+        raise KeyError(f"no camera named {name!r}")
+
     @property
     def client_id(self) -> str:
         """The MQTT client id: ``broker.client_id`` or ``tuquan-<commune>-<hub id>``."""
@@ -629,6 +996,8 @@ class Config(_Frozen):
         """A JSON-ready dict of the whole config for logs: the password shows as a mask."""
         data = self.model_dump(mode="json")
         data["broker"]["password"] = SECRET_MASK if self.broker.password is not None else None
+        for camera in data["cameras"]:  # rtsp://user:password@host/...
+            camera["source"] = _URL_CREDENTIALS.sub("***@", camera["source"])
         return data
 
 
@@ -637,7 +1006,7 @@ class Config(_Frozen):
 
 
 def cross_table_errors(data: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Unique names across inputs, outputs, nodes and Modbus detectors; unique pins; rules
+    """Unique names across inputs, outputs, nodes, Modbus detectors and cameras; unique pins; rules
     naming an existing output; nodes on an existing bus with an id unique on it; serial ports
     not shared between a bus and anything else.
 
@@ -648,7 +1017,7 @@ def cross_table_errors(data: Mapping[str, Any]) -> list[tuple[str, str]]:
     name_users: dict[str, str] = {}
     pin_users: dict[int, str] = {}
     kinds_of_name: dict[str, str] = {}
-    for section in ("inputs", "outputs", "nodes", "modbus"):
+    for section in ("inputs", "outputs", "nodes", "modbus", "cameras"):
         for index, item in _entries(data, section):
             where = f"{section}[{index}]"
             name, pin = _get(item, "name"), _get(item, "pin")
@@ -691,6 +1060,7 @@ _WHAT_SECTION_HOLDS = {
     "inputs": "an input",
     "nodes": "a sensor node",
     "modbus": "a Modbus detector",
+    "cameras": "a camera",
 }
 
 _LINE_SETTINGS = ("baud", "parity", "stopbits")
@@ -891,10 +1261,14 @@ def _message(error: Mapping[str, Any]) -> str:
 
 
 def _pydantic_errors(exc: ValidationError) -> list[tuple[str, str]]:
-    return [
-        (format_path(err["loc"]), _message(err))
-        for err in exc.errors(include_url=False, include_input=True)
-    ]
+    out = []
+    for err in exc.errors(include_url=False, include_input=True):
+        if err["type"] == "value_at":  # a settings error at a key below the table (_error_at)
+            ctx = err.get("ctx", {})
+            out.append((format_path((*err["loc"], *ctx.get("at", ()))), str(ctx.get("message"))))
+        else:
+            out.append((format_path(err["loc"]), _message(err)))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -925,7 +1299,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, env: Mapping[str, s
     return config
 
 
-_TABLE_ORDER = ("hub", "broker", "uplink", "outbox") + _ARRAYS
+_TABLE_ORDER = ("hub", "broker", "uplink", "outbox") + _ARRAYS[:-1] + _SECTIONS[4:] + ("cameras",)
 
 
 def _file_order(error: tuple[str, str]) -> tuple[int, int]:
@@ -969,12 +1343,16 @@ __all__ = [
     "AlarmKind",
     "BrokerConfig",
     "BusConfig",
+    "CameraConfig",
     "Config",
+    "DetectionConfig",
+    "FilterConfig",
     "HubConfig",
     "InputConfig",
     "InputKind",
     "ModbusConfig",
     "ModbusKind",
+    "MotionConfig",
     "NodeConfig",
     "OutboxConfig",
     "OutputConfig",
@@ -982,9 +1360,12 @@ __all__ = [
     "Parity",
     "RuleConfig",
     "RuleKind",
+    "SnapshotsConfig",
     "SupervisionKind",
     "TLSConfig",
+    "TamperConfig",
     "UplinkConfig",
+    "ZoneConfig",
     "cross_table_errors",
     "format_path",
     "load_config",
