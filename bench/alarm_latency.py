@@ -1,13 +1,15 @@
 """Panic latency: mock-pin edge to the message at a subscriber, hub against a bare publisher.
 
 Bare baseline: a gpiozero Button on a MockFactory pin whose ``when_pressed`` does one paho QoS 1
-publish. Hub: the simulator's hub (receipts off) pressing ``panic-1``, idle and then while a
-10,000-event telemetry backlog drains. Reference floor: a Button whose callback commits one row
+publish. Hub: the simulator's hub (receipts off) pressing ``panic-1``, idle, and then while a
+10,000-event telemetry backlog drains (committed again each time it has drained, until enough
+presses were made with a backlog in the outbox), against the bare button pressed in the same
+phase. Reference floor: a Button whose callback commits one row
 to SQLite (WAL, synchronous=FULL, as the outbox does) and then publishes: the least any hub that
 commits before sending can do. The edge time is taken right before the pin is driven, the
 arrival time in the subscriber's ``on_message``, both with ``time.perf_counter_ns`` in this one
 process. The cases are pressed in turn (bare, floor, hub, bare, ...) so the machine's noise
-falls on all of them alike. Target: hub p99 <= 2x bare p99.
+falls on all of them alike. Target: hub p99 <= 2x bare p99, idle and draining.
 """
 
 from __future__ import annotations
@@ -96,8 +98,14 @@ def floor_callback(db: Path, publish: Callable[[], object]) -> Callable[[], None
     return pressed
 
 
-def summary(p: Pin, only_busy: bool, bare_p99: float) -> dict[str, Any]:
-    lat = [x for x, b in zip(p.latencies, p.busy, strict=True) if b or not only_busy]
+def summary(p: Pin, only_busy: bool, baseline: Pin, idle_bare: Pin) -> dict[str, Any]:
+    """p50/p99 of ``p``, its p99 against ``baseline`` (the bare case of the same phase) and
+    against the idle bare case."""
+
+    def picked(q: Pin) -> list[float]:
+        return [x for x, b in zip(q.latencies, q.busy, strict=True) if b or not only_busy]
+
+    lat = picked(p)
     p50, p99 = common.percentile(lat, 50), common.percentile(lat, 99)
     return {
         "case": p.name,
@@ -105,11 +113,13 @@ def summary(p: Pin, only_busy: bool, bare_p99: float) -> dict[str, Any]:
         "p50_ms": round(p50, 3),
         "p99_ms": round(p99, 3),
         "max_ms": round(max(lat), 3),
-        "p99_ratio": common.ratio(p99, bare_p99),
+        "p99_ratio": common.ratio(p99, common.percentile(picked(baseline), 99)),
+        "p99_ratio_idle_bare": common.ratio(p99, common.percentile(idle_bare.latencies, 99)),
     }
 
 
-def run(broker: Broker, data_dir: Path, n: int) -> list[dict[str, Any]]:
+def run(broker: Broker, data_dir: Path, n: int) -> tuple[list[dict[str, Any]], int]:
+    """The rows of the table, and how many backlogs were drained while pressing."""
     cfg = load_sim_config()
     cfg = cfg.model_copy(update={"uplink": cfg.uplink.model_copy(update={"receipts": False})})
     sim = SimulatedHub(cfg, data_dir, broker=(broker.host, broker.port))
@@ -147,12 +157,17 @@ def run(broker: Broker, data_dir: Path, n: int) -> list[dict[str, Any]]:
             Pin("bare, while the hub drains", buttons["bare"]),
             Pin(f"hub, {BACKLOG:,} telemetry draining", hub.inputs.inputs["panic-1"].button),
         ]
-        backlog = [
-            Event(kind="telemetry", zone="bench", source="bench", data={"n": i})
-            for i in range(BACKLOG)
-        ]
-        hub.dispatcher.submit(backlog).result(timeout=120)  # committed: from now on it drains
-        for _ in range(n):
+        # A backlog drains in seconds, fewer than n presses: when one is gone, commit the next
+        # (not while pressing) until n hub presses were made with a backlog still undelivered.
+        backlogs = 0
+        while sum(loaded[1].busy) < n:
+            if hub.outbox.undelivered == 0:
+                backlog = [
+                    Event(kind="telemetry", zone="bench", source="bench", data={"n": i})
+                    for i in range(BACKLOG)
+                ]
+                hub.dispatcher.submit(backlog).result(timeout=120)  # committed: now it drains
+                backlogs += 1
             for p in loaded:
                 press(p, arrivals, busy=hub.outbox.undelivered > 0)
         common.wait_until(lambda: hub.outbox.undelivered == 0, 120, "backlog drained")
@@ -163,10 +178,10 @@ def run(broker: Broker, data_dir: Path, n: int) -> list[dict[str, Any]]:
         factory.close()
         common.close(arrivals.client)
         common.close(pub)
-    bare_p99 = common.percentile(idle[0].latencies, 99)
-    return [summary(p, False, bare_p99) for p in idle] + [
-        summary(p, True, bare_p99) for p in loaded
-    ]
+    bare = idle[0]
+    rows = [summary(p, False, bare, bare) for p in idle]
+    rows += [summary(p, True, loaded[0], bare) for p in loaded]
+    return rows, backlogs
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -177,15 +192,29 @@ def main(argv: list[str] | None = None) -> None:
     common.log_to_file(data_dir / "hub.log")  # INFO, as `tuquan run` logs
     try:
         with mosquitto() as broker:
-            rows = run(broker, data_dir, n)
+            rows, backlogs = run(broker, data_dir, n)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     common.table(
         f"Panic edge -> subscriber, {n} presses each (outbox on {fs['device']} {fs['fstype']})",
-        ["case", "n", "p50 ms", "p99 ms", "max ms", "p99 / bare p99"],
-        [[r["case"], r["n"], r["p50_ms"], r["p99_ms"], r["max_ms"], r["p99_ratio"]] for r in rows],
+        ["case", "n", "p50 ms", "p99 ms", "max ms", "p99 / bare p99", "p99 / idle bare p99"],
+        [
+            [
+                r["case"],
+                r["n"],
+                r["p50_ms"],
+                r["p99_ms"],
+                r["max_ms"],
+                r["p99_ratio"],
+                r["p99_ratio_idle_bare"],
+            ]
+            for r in rows
+        ],
     )
-    print("(rows 4-5: only presses made while the backlog was still draining)")
+    print(
+        f"rows 4-5: presses made while a {BACKLOG:,}-event backlog was draining (backlogs"
+        f" committed: {backlogs}); their bare is row 4, the bare publish pressed in that phase"
+    )
     met = {r["case"]: r["p99_ratio"] <= TARGET_P99_RATIO for r in rows if r["case"][:3] == "hub"}
     verdicts = ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in met.items())
     print(f"\ntarget: hub p99 <= {TARGET_P99_RATIO}x bare p99: {verdicts}")
@@ -195,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
         {
             "presses": n,
             "backlog": BACKLOG,
+            "backlogs_drained": backlogs,
             "outbox_fs": fs,
             "rows": rows,
             "target_p99_ratio": TARGET_P99_RATIO,

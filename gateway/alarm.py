@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -36,7 +37,12 @@ class AlarmRule:
 
 
 class AlarmRules:
-    """Turns outputs on for matching new events; off after their time or on silence."""
+    """Turns outputs on for matching new events; off after their time or on silence.
+
+    One timer thread, started by the first alarm, turns outputs off when their time is up: an
+    alarm only moves a deadline, so the thread that reports it (and the event behind it) never
+    waits for a new thread to start.
+    """
 
     def __init__(
         self,
@@ -48,7 +54,10 @@ class AlarmRules:
         self.outputs = outputs
         self.on_change = on_change
         self._lock = threading.Lock()
-        self._timers: dict[str, threading.Timer] = {}
+        self._changed = threading.Condition(self._lock)
+        self._deadlines: dict[str, float] = {}  # sounding outputs: when each goes off
+        self._thread: threading.Thread | None = None
+        self._closed = False
 
     def handle(self, event: Event) -> None:
         if event.kind == "silenced":
@@ -63,34 +72,43 @@ class AlarmRules:
     def _sound(self, name: str, seconds: float, reason: str) -> None:
         output = self.outputs[name]
         with self._lock:
-            old = self._timers.pop(name, None)
-            if old is not None:
-                old.cancel()
-            timer = threading.Timer(seconds, self._expire, args=(name,))
-            timer.daemon = True
-            self._timers[name] = timer
+            self._deadlines[name] = time.monotonic() + seconds
             output.on()
-            timer.start()
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._run, name="alarm-timer", daemon=True)
+                self._thread.start()
+            else:
+                self._changed.notify()
         log.warning("output %s on for %.0f s (%s)", name, seconds, reason)
         self._notify(name, True, reason)
 
-    def _expire(self, name: str) -> None:
-        with self._lock:
-            if self._timers.pop(name, None) is None:
-                return
-            self.outputs[name].off()
-        log.info("output %s off (time elapsed)", name)
-        self._notify(name, False, "timeout")
+    def _run(self) -> None:
+        """The timer thread: turn each output off once its deadline has passed."""
+        while True:
+            with self._lock:
+                while True:
+                    if self._closed:
+                        return
+                    now = time.monotonic()
+                    expired = [n for n, due in self._deadlines.items() if due <= now]
+                    if expired:
+                        break
+                    self._changed.wait(min(self._deadlines.values(), default=now + 3600) - now)
+                for name in expired:
+                    del self._deadlines[name]
+                    self.outputs[name].off()
+            for name in expired:
+                log.info("output %s off (time elapsed)", name)
+                self._notify(name, False, "timeout")
 
     def silence(self, reason: str = "silence") -> list[str]:
         """Turn every sounding output off now; returns the names that were on."""
-        silenced = []
         with self._lock:
-            for name, timer in list(self._timers.items()):
-                timer.cancel()
+            silenced = list(self._deadlines)
+            for name in silenced:
                 self.outputs[name].off()
-                silenced.append(name)
-            self._timers.clear()
+            self._deadlines.clear()
+            self._changed.notify()
         for name in silenced:
             log.warning("output %s silenced (%s)", name, reason)
             self._notify(name, False, reason)
@@ -98,10 +116,13 @@ class AlarmRules:
 
     def sounding(self) -> list[str]:
         with self._lock:
-            return sorted(self._timers)
+            return sorted(self._deadlines)
 
     def close(self) -> None:
         self.silence(reason="shutdown")
+        with self._lock:
+            self._closed = True
+            self._changed.notify()
 
     def _notify(self, name: str, on: bool, reason: str) -> None:
         if self.on_change is not None:

@@ -7,7 +7,13 @@ receipts, then hands the next rows to the uplink in drain order:
 * alarms (priority 0) go out as soon as they are committed, outside any window, so a panic never
   waits behind a backlog;
 * everything else goes out through a small window of in-flight messages, so paho's own queue
-  stays short and an alarm published now is on the wire at once.
+  stays short and an alarm published now is on the wire at once. The window is refilled once a
+  quarter of it is free, not after every PUBACK, so a backlog drains in fewer, larger turns.
+
+PUBACKs are written to the outbox in batches (``ack_batch`` rows, or after ``ack_delay_s``, or
+at once when nothing else is in flight): each is a commit of its own, and a drain would otherwise
+spend more time on them than on publishing. A row acknowledged but not yet marked stays out of
+the pump; a power cut before its mark only means it is sent again, which receivers deduplicate.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -67,6 +74,8 @@ class Dispatcher:
         receipt_timeout_s: float = 60.0,
         health_interval_s: float = 30.0,
         window: int = 64,
+        ack_batch: int = 256,
+        ack_delay_s: float = 0.1,
         health_extra: Callable[[], dict[str, Any]] | None = None,
         prune_interval_s: float = 600.0,
     ) -> None:
@@ -77,6 +86,9 @@ class Dispatcher:
         self.health_interval_s = health_interval_s
         self.prune_interval_s = prune_interval_s
         self.window = window
+        self.refill = max(1, window // 4)
+        self.ack_batch = ack_batch
+        self.ack_delay_s = ack_delay_s
         self.health_extra = health_extra
         self.stats = DispatcherStats()
         self.uplink: Publisher | None = None
@@ -84,7 +96,16 @@ class Dispatcher:
         self._thread = threading.Thread(target=self._run, name="store", daemon=True)
         self._online = False
         self._inflight: dict[int, _InFlight] = {}
-        self._inflight_seqs: set[int] = set()
+        self._inflight_seqs: set[int] = set()  # published, PUBACKed rows not yet marked too
+        self._acked: list[int] = []  # PUBACKed, not yet marked in the outbox
+        self._acked_due = 0.0  # mark them by then at the latest
+        self._alarms_due = True  # an alarm may be pending past the alarm cursor
+        # PUBACKs come in on paho's thread, one by one. They wait here, and the store thread is
+        # woken once ``_puback_wake`` of them are waiting (a refill's worth, or all in flight),
+        # not for each one: each wake-up is a GIL hand-over between the two busy threads.
+        self._pubacks: deque[tuple[int, bool]] = deque()
+        self._puback_wake = 1
+        self._puback_woken = False
         self._inflight_other = 0
         self._alarm_cursor = -1
         self._other_cursor = _START
@@ -132,7 +153,10 @@ class Dispatcher:
         self._queue.put(("online", False))
 
     def on_published(self, mid: int, accepted: bool) -> None:
-        self._queue.put(("puback", mid, accepted))
+        self._pubacks.append((mid, accepted))
+        if not self._puback_woken and (len(self._pubacks) >= self._puback_wake or not accepted):
+            self._puback_woken = True
+            self._queue.put(("pubacks",))
 
     def on_receipt(self, ids: list[str]) -> None:
         self._queue.put(("receipt", ids))
@@ -150,6 +174,14 @@ class Dispatcher:
                 wait = min(wait, 0.05)
             if self._uncommitted:
                 wait = min(wait, 0.5)
+            if self._acked:
+                wait = min(wait, max(0.0, self._acked_due - now))
+            if self._inflight:
+                wait = min(wait, 0.2)  # a safety net: PUBACKs wake the thread themselves
+            # Set before looking at the queue: a PUBACK arriving from here on sees it.
+            self._puback_wake = max(1, min(self.refill, len(self._inflight)))
+            if len(self._pubacks) >= self._puback_wake:
+                wait = 0.0
             try:
                 ops = [self._queue.get(timeout=wait)]
             except queue.Empty:
@@ -187,14 +219,17 @@ class Dispatcher:
         acked: list[int] = []
         receipt_ids: list[str] = []
         calls: list[tuple[Callable[[Outbox], Any], Future[Any]]] = []
+        self._puback_woken = False  # before taking them: a later PUBACK wakes the thread again
+        pubacks = self._pubacks
+        while pubacks:
+            mid, accepted = pubacks.popleft()
+            seq = self._puback(mid, accepted)
+            if seq is not None:
+                acked.append(seq)
         for op in ops:
             tag = op[0]
             if tag == "events":
                 new_events.append((op[1], op[2]))
-            elif tag == "puback":
-                seq = self._puback(op[1], op[2])
-                if seq is not None:
-                    acked.append(seq)
             elif tag == "receipt":
                 receipt_ids.extend(op[1])
             elif tag == "online":
@@ -205,12 +240,20 @@ class Dispatcher:
                 self._stop_deadline = op[1]
         if new_events or self._uncommitted:
             self._commit(new_events)
+            self._pump_alarms()  # a new alarm goes out before any bookkeeping below
         if acked:
             self.stats.acked += len(acked)
-            if self.receipts:
-                self.outbox.mark_sent(acked)
-            else:
-                self.outbox.mark_delivered(seqs=acked)
+            if not self._acked:
+                self._acked_due = time.monotonic() + self.ack_delay_s
+            self._acked.extend(acked)
+        if self._acked and (
+            len(self._acked) >= self.ack_batch
+            or not self._inflight
+            or calls
+            or self._stop_deadline is not None
+            or time.monotonic() >= self._acked_due
+        ):
+            self._mark_acked()
         if receipt_ids:
             self.stats.receipts += self.outbox.mark_delivered(ids=receipt_ids)
         # Last, so a call sees everything queued before it (events submitted first included).
@@ -219,6 +262,16 @@ class Dispatcher:
                 fut.set_result(fn(self.outbox))
             except Exception as exc:
                 fut.set_exception(exc)
+
+    def _mark_acked(self) -> None:
+        """Write the PUBACKs gathered so far (sent, or delivered where there are no receipts)."""
+        seqs = self._acked
+        if self.receipts:
+            self.outbox.mark_sent(seqs)
+        else:
+            self.outbox.mark_delivered(seqs=seqs)
+        self._acked = []
+        self._inflight_seqs.difference_update(seqs)
 
     def _commit(self, batches: list[tuple[list[Event], Future[list[Event]]]]) -> None:
         batches = self._uncommitted + batches
@@ -243,6 +296,7 @@ class Dispatcher:
         """Make the pump look at (priority, seq) again: a new, requeued or retried row."""
         if priority == _ALARM:
             self._alarm_cursor = min(self._alarm_cursor, seq - 1)
+            self._alarms_due = True
         else:
             self._other_cursor = min(self._other_cursor, (priority, seq - 1))
 
@@ -250,9 +304,12 @@ class Dispatcher:
         entry = self._inflight.pop(mid, None)
         if entry is None:
             return None  # status/health messages, or an entry we already gave up on
-        self._forget(entry)
         if accepted:
+            # Out of the window now; stays in _inflight_seqs until marked (_mark_acked).
+            if entry.priority != _ALARM:
+                self._inflight_other -= 1
             return entry.seq
+        self._forget(entry)
         # The broker refused it (ACL, quota): keep the row and try again later, not in a loop.
         self.stats.rejected += 1
         log.error("broker rejected event seq %d; retrying in 30 s", entry.seq)
@@ -292,15 +349,25 @@ class Dispatcher:
             _, priority, seq = heapq.heappop(self._retry)
             self._rewind(priority, seq)
 
+    def _pump_alarms(self) -> None:
+        uplink = self.uplink
+        if uplink is None or not self._online or not self._alarms_due:
+            return
+        rows = self.outbox.pending_alarms(self._alarm_cursor, 1000)
+        self._alarms_due = len(rows) == 1000
+        for row in rows:
+            self._alarm_cursor = row.seq
+            if row.seq not in self._inflight_seqs:
+                self._send(uplink, row)
+
     def _pump(self) -> None:
         uplink = self.uplink
         if uplink is None or not self._online:
             return
-        for row in self.outbox.pending_alarms(self._alarm_cursor, 1000):
-            self._alarm_cursor = row.seq
-            if row.seq not in self._inflight_seqs:
-                self._send(uplink, row)
+        self._pump_alarms()
         free = self.window - self._inflight_other
+        if free < self.refill and self._inflight_other:
+            return  # refilled once more of the window is free: fewer, larger turns
         while free > 0:
             rows = self.outbox.pending_after(*self._other_cursor, free)
             if not rows:

@@ -29,6 +29,7 @@ from gateway.events import Event, Priority
 log = logging.getLogger(__name__)
 
 PENDING, SENT, DELIVERED = 0, 1, 2
+_ALARM = int(Priority.ALARM)
 # Never evicted, whatever the limit says.
 _EVICTION_ORDER = (Priority.TELEMETRY, Priority.DETECTION, Priority.TROUBLE)
 
@@ -268,12 +269,21 @@ class Outbox:
         return [Row(*r) for r in cur]
 
     def pending_after(self, priority: int, seq: int, limit: int) -> list[Row]:
-        """Pending non-alarm rows after (priority, seq) in drain order."""
+        """Pending non-alarm rows after (priority, seq) in drain order.
+
+        Two index seeks, the rest of ``priority`` and then the priorities after it: one
+        ``priority>? OR (priority=? AND seq>?)`` makes SQLite walk every pending row before
+        the cursor (rows in flight or acknowledged but not yet marked), on every call."""
         cur = self.conn.execute(
-            "SELECT seq, kind, priority, payload FROM outbox"
-            " WHERE state=0 AND priority>0 AND (priority>? OR (priority=? AND seq>?))"
-            " ORDER BY priority, seq LIMIT ?",
-            (priority, priority, seq, limit),
+            "SELECT seq, kind, priority, payload FROM ("
+            " SELECT * FROM (SELECT seq, kind, priority, payload FROM outbox"
+            "  WHERE state=0 AND priority=? AND seq>? ORDER BY seq LIMIT ?)"
+            " UNION ALL"
+            " SELECT * FROM (SELECT seq, kind, priority, payload FROM outbox"
+            "  WHERE state=0 AND priority>? ORDER BY priority, seq LIMIT ?)"
+            ") ORDER BY priority, seq LIMIT ?",
+            (priority if priority > _ALARM else -1, seq, limit)
+            + (max(priority, _ALARM), limit, limit),
         )
         return [Row(*r) for r in cur]
 

@@ -140,6 +140,7 @@ class Hub:
         """Sound local outputs at once, then queue the event for commit and publishing."""
         event = replace(event, clock_synced=self.clock.synced())
         self.rules.handle(event)
+        committed = self.dispatcher.submit([event])  # logged after: the store thread goes first
         log.info(
             "event %s %s%s from %s",
             event.id,
@@ -147,7 +148,7 @@ class Hub:
             " restore" if event.is_restore else "",
             event.source,
         )
-        return self.dispatcher.submit([event])
+        return committed
 
     # -- remote commands (paho's network thread) ------------------------------------------
 

@@ -123,3 +123,21 @@ def test_resubmitting_an_event_keeps_one_row(tmp_path: Path) -> None:
     again = box.insert([event])[0]
     assert again.seq == first.seq
     assert box.conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 1
+
+
+def test_pending_after_resumes_from_the_cursor_past_unmarked_rows(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", "hub-1")
+    kinds = ["telemetry", "panic", "person", "tamper", "telemetry", "door", "person", "test"]
+    stored = box.insert([ev(k, i) for i, k in enumerate(kinds * 5)])
+    box.mark_delivered(seqs=[e.seq for e in stored[::3]])
+    pending = [e for i, e in enumerate(stored) if i % 3 and e.priority > 0]
+    order = [e.seq for e in sorted(pending, key=lambda e: (e.priority, e.seq))]
+    assert [r.seq for r in box.pending_after(-1, -1, 1000)] == order
+    # Walked in small steps from the cursor, as the dispatcher does: the same rows, in order.
+    walked: list[int] = []
+    cursor = (-1, -1)
+    while rows := box.pending_after(*cursor, 3):
+        walked += [r.seq for r in rows]
+        cursor = (rows[-1].priority, rows[-1].seq)
+    assert walked == order
+    assert all(r.priority > 0 for r in box.pending_after(0, -1, 1000))
