@@ -4,7 +4,7 @@ The outbox is filled while offline; then the dispatcher and uplink (receipts off
 the broker. Bare baseline: one paho client (defaults) publishing as many messages of the same
 size as fast as it can. Both end when a QoS 1 subscriber (``mosquitto_sub -C``, a C client in
 its own process, so it is never the bottleneck) has every message. Target: hub >= 0.8x bare.
-Then an exploration of the dispatcher's window and paho's in-flight limit.
+With ``--explore``, other dispatcher windows and paho in-flight limits too.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from gateway.uplink import BrokerSettings, Uplink, UplinkHandlers
 TARGET_RATIO = 0.8
 FILL_BATCH = 1000
 DEFAULT = (64, 64)  # Dispatcher(window=64), Uplink(max_inflight=64): what Hub builds
-ROUNDS = 3
+ROUNDS = 5
 BARE_QUEUE = 50_000  # unacknowledged messages the bare loop leaves in paho at most
 EXPLORE = [(16, 16), (64, 64), (64, 128), (256, 256), (1024, 1024)]
 
@@ -172,7 +172,9 @@ def _all(rates: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = common.parser(__doc__.splitlines()[0])
-    p.add_argument("--no-explore", action="store_true", help="skip the window exploration")
+    p.add_argument(
+        "--explore", action="store_true", help="also try other windows and paho in-flight limits"
+    )
     args = p.parse_args(argv)
     n = 10_000 if args.quick else 100_000
     workdir = common.disk_dir(args.data_root, "bench-drain-")
@@ -187,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
                 bares.append(run_bare(broker, n, size, workdir))
                 hubs.append(run_hub(broker, filled, n, *DEFAULT, workdir))
             explore = []
-            if not args.no_explore:
+            if args.explore:
                 for window, inflight in EXPLORE:
                     rate = run_hub(broker, filled, n, window, inflight, workdir)
                     bare_again = run_bare(broker, n, size, workdir)

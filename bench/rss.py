@@ -10,6 +10,7 @@ same broker. Target: hub RSS <= 60 MB, peak included.
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
@@ -22,6 +23,7 @@ import psutil
 from bench import common
 from bench.broker import mosquitto
 from hw_sim.control import request
+from hw_sim.simulator import default_config_path, load_sim_config
 
 TARGET_MB = 60.0
 EVENTS = 1_000
@@ -51,6 +53,24 @@ def memory_mb(pid: int) -> dict[str, float]:
         if key == "VmHWM":
             out["peak_rss"] = round(int(value.split()[0]) / 1024, 1)  # kB
     return out
+
+
+def camera_free_config(workdir: Path) -> Path | None:
+    """None while the default simulated hub has no cameras; else a copy without them."""
+    if not load_sim_config().cameras:
+        return None
+    kept, skipping = [], False
+    for line in default_config_path().read_text().splitlines():
+        header = re.match(r"\s*\[\[?\s*([\w.-]+)", line)
+        if header:
+            skipping = header[1].split(".")[0] == "cameras"
+        if not skipping:
+            kept.append(line)
+    path = workdir / "hub-no-cameras.toml"
+    path.write_text("\n".join(kept) + "\n")
+    if load_sim_config(path).cameras:
+        raise SystemExit("could not take the cameras out of the default simulated hub")
+    return path
 
 
 def tuquan() -> str:
@@ -89,17 +109,14 @@ def main(argv: list[str] | None = None) -> None:
             finally:
                 stop(bare)
 
+            config = camera_free_config(data_dir)
+            command = [tuquan(), "run", "--sim", "--broker", broker.address]
+            command += ["--data-dir", str(data_dir)]
+            if config is not None:
+                command += ["--config", str(config)]
             with (data_dir / "hub.log").open("wb") as log:
                 hub = subprocess.Popen(
-                    [
-                        tuquan(),
-                        "run",
-                        "--sim",
-                        "--broker",
-                        broker.address,
-                        "--data-dir",
-                        str(data_dir),
-                    ],
+                    command,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
@@ -154,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         args,
         {
             "events": events,
+            "command": "tuquan run --sim" + (" (default hub, cameras taken out)" if config else ""),
             "bare_mb": bare_mem,
             "hub_started_mb": started,
             "hub_after_mb": after,
