@@ -218,6 +218,11 @@ def main(argv: list[str] | None = None) -> None:
     met = {r["case"]: r["p99_ratio"] <= TARGET_P99_RATIO for r in rows if r["case"][:3] == "hub"}
     verdicts = ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in met.items())
     print(f"\ntarget: hub p99 <= {TARGET_P99_RATIO}x bare p99: {verdicts}")
+    floor_p99 = rows[1]["p99_ms"]
+    print(
+        f"the floor (one committed row, then publish) is {rows[1]['p99_ratio']}x bare p99 by"
+        f" itself; hub idle p99 is {common.ratio(rows[2]['p99_ms'], floor_p99)}x the floor's"
+    )
     common.report(
         "alarm_latency",
         args,
