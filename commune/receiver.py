@@ -13,13 +13,20 @@ The MQTT session is persistent (``clean_start=False``, a session expiry interval
 client id) and messages are acknowledged by hand (``manual_ack=True``) after the commit. Events
 published while the receiver is down wait in the broker, and a message the receiver took but did
 not commit is delivered again when it reconnects.
+
+Camera snapshots (``snapshot/<event-id>``, JPEG) of the commune's hubs are saved by the writer
+thread next to the database, as ``snapshots/<hub>/<event-id>.jpg`` (written whole: a temporary
+file, fsync, rename), before the batch is acknowledged. A payload that is not a JPEG, or larger
+than ``MAX_SNAPSHOT_BYTES``, is counted in ``bad_snapshots`` and dropped.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
+import re
 import signal
 import ssl
 import sys
@@ -38,7 +45,12 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from commune.store import EventStore, ReceivedEvent
 from gateway.errors import TuquanError
 from gateway.events import event_from_dict, utc_now_iso
-from gateway.topics import HubTopics, commune_event_filter, parse_hub_topic
+from gateway.topics import (
+    HubTopics,
+    commune_event_filter,
+    commune_snapshot_filter,
+    parse_hub_topic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +60,10 @@ MAX_BATCH = 1000
 MAX_ID_LENGTH = 64  # hubs reject a receipt holding a longer id (a UUID is 36)
 _LOGGED_PAYLOAD_CHARS = 200
 _STORE_RETRY_MAX_S = 30.0
+SNAPSHOT_DIRNAME = "snapshots"  # beside the database: snapshots/<hub>/<event-id>.jpg
+MAX_SNAPSHOT_BYTES = 4_000_000  # a hub's snapshot is a crop of tens of kilobytes
+_SNAPSHOT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_HUB_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
 class ReceiverError(TuquanError):
@@ -61,6 +77,8 @@ class ReceiverStats:
     duplicates: int = 0  # events already stored (re-sent by a hub or redelivered by the broker)
     malformed: int = 0  # messages dropped: bad topic, not JSON, not a valid event, wrong hub
     receipts_sent: int = 0  # receipt messages published (one per hub per batch)
+    snapshots: int = 0  # camera snapshots saved (a re-sent one is saved again, same file)
+    bad_snapshots: int = 0  # snapshot messages dropped: not a JPEG, too large, bad topic
 
 
 @dataclass(frozen=True)
@@ -121,6 +139,9 @@ class Receiver:
         self.on_new_event = on_new_event
         filter_ = commune_event_filter(commune)
         self.topic_filter = f"$share/{share_group}/{filter_}" if share_group else filter_
+        snapshots = commune_snapshot_filter(commune)
+        self.snapshot_filter = f"$share/{share_group}/{snapshots}" if share_group else snapshots
+        self.snapshot_dir = self.db_path.parent / SNAPSHOT_DIRNAME
         self.keepalive = keepalive
 
         self._queue: queue.Queue[_Incoming | object] = queue.Queue()
@@ -239,7 +260,12 @@ class Receiver:
             )
             # Subscribe on every connect: the session may have expired or the broker restarted
             # without persistence.
-            result, mid = client.subscribe(self.topic_filter, options=SubscribeOptions(qos=1))
+            result, mid = client.subscribe(
+                [
+                    (self.topic_filter, SubscribeOptions(qos=1)),
+                    (self.snapshot_filter, SubscribeOptions(qos=1)),
+                ]
+            )
             if result != mqtt.MQTT_ERR_SUCCESS:
                 log.error(
                     "subscribe to %s failed: %s", self.topic_filter, mqtt.error_string(result)
@@ -258,7 +284,7 @@ class Receiver:
             if refused:
                 log.error("broker refused subscription %s: %s", self.topic_filter, refused[0])
                 return
-            log.info("subscribed to %s", self.topic_filter)
+            log.info("subscribed to %s and %s", self.topic_filter, self.snapshot_filter)
             self._subscribed.set()
         except Exception:
             log.exception("error in on_subscribe")
@@ -336,6 +362,9 @@ class Receiver:
     def _handle_batch(self, store: EventStore, batch: list[_Incoming]) -> None:
         events: list[ReceivedEvent] = []
         for msg in batch:
+            if _is_snapshot(msg.topic):
+                self._save_snapshot(msg)
+                continue
             parsed = self._parse(msg)
             if isinstance(parsed, ReceivedEvent):
                 events.append(parsed)
@@ -422,6 +451,49 @@ class Receiver:
             event, hub=hub, commune=commune, payload=text, received_at=msg.received_at
         )
 
+    def _save_snapshot(self, msg: _Incoming) -> None:
+        """Save a camera snapshot as ``snapshots/<hub>/<event-id>.jpg``, or count it as bad."""
+        reason = self._snapshot_problem(msg)
+        if reason is not None:
+            self._count(bad_snapshots=1)
+            log.warning(
+                "dropped snapshot message on %s (%d bytes): %s",
+                msg.topic[:200],
+                len(msg.payload),
+                reason,
+            )
+            return
+        parts = parse_hub_topic(msg.topic)
+        assert parts is not None
+        hub, event_id = parts[1], parts[2].split("/", 1)[1]
+        path = self.snapshot_dir / hub / f"{event_id}.jpg"
+        try:
+            write_atomically(path, msg.payload)
+        except OSError:
+            # The hub keeps its snapshots: a console can ask again with cmd/snapshot.
+            log.exception("snapshot %s of hub %s could not be saved", event_id, hub)
+            return
+        self._count(snapshots=1)
+        log.info("snapshot of event %s from hub %s saved: %s", event_id, hub, path)
+
+    def _snapshot_problem(self, msg: _Incoming) -> str | None:
+        parts = parse_hub_topic(msg.topic)
+        if parts is None:
+            return "topic outside tuquan/v1/<commune>/<hub>/"
+        commune, hub, rest = parts
+        event_id = rest.split("/", 1)[1]
+        if commune != self.commune:
+            return f"topic of commune {commune!r}, not {self.commune!r}"
+        if not _HUB_ID.fullmatch(hub):
+            return "the hub in the topic is not a hub id"
+        if not _SNAPSHOT_ID.fullmatch(event_id):
+            return "the last topic level is not an event id"
+        if len(msg.payload) > MAX_SNAPSHOT_BYTES:
+            return f"larger than {MAX_SNAPSHOT_BYTES} bytes"
+        if not is_jpeg(msg.payload):
+            return "not a JPEG"
+        return None
+
     def _store(self, store: EventStore, events: list[ReceivedEvent]) -> list[bool] | None:
         """Commit, retrying with backoff while the disk refuses; None if stopped meanwhile."""
         delay = 0.5
@@ -454,6 +526,34 @@ class Receiver:
                 self._client.ack(msg.mid, msg.qos)
 
 
+def _is_snapshot(topic: str) -> bool:
+    parts = parse_hub_topic(topic)
+    return parts is not None and parts[2].startswith("snapshot/")
+
+
+def is_jpeg(data: bytes) -> bool:
+    """A whole JPEG: it starts with SOI and an FF marker, and ends with EOI (some cameras pad
+    the end; a few bytes after EOI are allowed)."""
+    return len(data) > 4 and data[:3] == b"\xff\xd8\xff" and b"\xff\xd9" in data[-32:]
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole: a temporary file beside it, fsync, rename, fsync the
+    folder. A reader never sees half a file, and a crash leaves the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def run_receiver(
     host: str,
     port: int,
@@ -470,7 +570,8 @@ def run_receiver(
 ) -> int:
     """Run a receiver until SIGTERM/SIGINT (or ``stop`` is set); returns the exit status (0).
 
-    Events are stored in ``<data_dir>/receiver.sqlite3``. Each first-time event is written to
+    Events are stored in ``<data_dir>/receiver.sqlite3``, camera snapshots in
+    ``<data_dir>/snapshots/<hub>/<event-id>.jpg``. Each first-time event is written to
     ``out`` (stdout by default) as one JSON line: the police console's alert feed.
     Raises ReceiverError if the store cannot be opened.
     """

@@ -16,6 +16,10 @@ DEFAULT_DATA_DIR = Path("/var/lib/tuquan")
 SIM_DATA_DIR = Path("data/sim")
 # `tuquan sim` actions on the simulator's sensor nodes (hw_sim/nodes.py)
 NODE_ACTIONS = ("smoke", "silence", "resume", "noise", "node-panic")
+# `tuquan sim camera NAME ACTION`: what happens to a simulated camera (hw_sim/camera.py)
+CAMERA_ACTIONS = (
+    "walk", "cover", "uncover", "defocus", "focus", "turn", "straighten", "drop", "restore"
+)  # fmt: skip
 
 
 def _broker_arg(value: str) -> tuple[str, int]:
@@ -124,6 +128,16 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             message[option] = getattr(args, option)
     if args.action == "emit":
         message.update(kind=args.name or "telemetry", count=args.count)
+    if args.action == "camera":
+        if not args.name or args.what not in CAMERA_ACTIONS:
+            print(
+                f"usage: tuquan sim camera NAME {{{','.join(CAMERA_ACTIONS)}}} [--seconds S]",
+                file=sys.stderr,
+            )
+            return 2
+        message.update(name=args.name, action=args.what)
+        if args.seconds is not None:
+            message["seconds"] = args.seconds
     try:
         answer = request(_data_dir(args, sim=True), message)
     except (OSError, ValueError) as exc:
@@ -213,13 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("sim", help="drive a running simulated hub")
     sim.add_argument(
-        "action", choices=["press", "release", "hold", "status", "emit", *NODE_ACTIONS]
+        "action", choices=["press", "release", "hold", "status", "emit", *NODE_ACTIONS, "camera"]
     )
     sim.add_argument(
-        "name", nargs="?", help="input name; sensor node name for node actions; emit: event kind"
+        "name",
+        nargs="?",
+        help="input name; sensor node name for node actions; camera name; emit: event kind",
     )
     sim.add_argument(
-        "--seconds", type=float, help="for hold (default 3) and node-panic (default 0.5)"
+        "what", nargs="?", metavar="ACTION", help=f"for camera: {', '.join(CAMERA_ACTIONS)}"
+    )
+    sim.add_argument(
+        "--seconds",
+        type=float,
+        help="for hold (default 3), node-panic (default 0.5) and camera walk (default 6)",
     )
     sim.add_argument("--level", type=int, help="for smoke: the detector's level, 0..65535")
     sim.add_argument("--ber", type=float, help="for noise: bit error rate on the node's link")

@@ -1,8 +1,14 @@
 """Wires one hub together: outbox, store thread, uplink, GPIO, sensor buses, Modbus
-detectors, local alarm rules.
+detectors, cameras, local alarm rules.
 
-The hardware comes in as a gpiozero pin factory (lgpio on a Pi, MockFactory in simulation);
-nothing here knows which.
+The hardware comes in as a gpiozero pin factory (lgpio on a Pi, MockFactory in simulation) and,
+for cameras, optional frame sources that replace the ones the config describes (the simulator's
+virtual cameras); nothing here knows which.
+
+Cameras, the detector and the snapshot store are imported only when the config has cameras:
+a hub without them never loads OpenCV, Pillow or the inference runtime. A detection model that
+cannot be loaded (missing, wrong hash) leaves the cameras off: the hub reports one
+``camera_offline`` per camera saying why, and runs on.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
@@ -19,8 +26,9 @@ from gateway.alarm import AlarmRule, AlarmRules
 from gateway.clock import ClockStatus
 from gateway.config import Config
 from gateway.dispatcher import Dispatcher
-from gateway.events import Event
+from gateway.events import NEW, RESTORE, Event
 from gateway.outbox import Outbox
+from gateway.snapshots import SnapshotPublisher
 from gateway.topics import HubTopics
 from gateway.uplink import BrokerSettings, Uplink, UplinkHandlers
 from sensors.gpio import GpioInputs, make_outputs
@@ -30,6 +38,8 @@ from sensors.serial_bus import SerialBuses
 log = logging.getLogger(__name__)
 
 OUTBOX_FILE = "outbox.sqlite3"
+SNAPSHOT_DIR = "snapshots"
+REFUSED_FILE = "cameras-refused.json"  # cameras reported off because the model was refused
 
 
 def broker_settings(cfg: Config, override: tuple[str, int] | None = None) -> BrokerSettings:
@@ -59,10 +69,12 @@ class Hub:
         *,
         pin_factory: Any = None,
         broker: tuple[str, int] | None = None,
+        camera_sources: Mapping[str, Any] | None = None,
     ) -> None:
         self.cfg = cfg
         self.data_dir = Path(data_dir)
         self.topics = HubTopics(cfg.hub.commune, cfg.hub.id)
+        self.snapshots: SnapshotPublisher | None = None
         self.clock = ClockStatus()
         self.outbox = Outbox(
             self.data_dir / OUTBOX_FILE,
@@ -82,9 +94,9 @@ class Hub:
             broker_settings(cfg, broker),
             self.topics,
             UplinkHandlers(
-                connected=self.dispatcher.on_connected,
-                disconnected=self.dispatcher.on_disconnected,
-                published=self.dispatcher.on_published,
+                connected=self._on_connected,
+                disconnected=self._on_disconnected,
+                published=self._on_published,
                 receipt=self.dispatcher.on_receipt,
                 command=self._on_command,
             ),
@@ -97,6 +109,15 @@ class Hub:
         self.inputs = GpioInputs(cfg.inputs, self.emit, pin_factory)
         self.buses = SerialBuses(cfg.buses, cfg.nodes, self.emit)
         self.modbus = ModbusPollers(cfg.modbus, self.emit)
+        # Cameras: the store and its publisher now, the detector and the pipelines at start.
+        self.camera_sources = dict(camera_sources or {})
+        self.cameras: Any = None  # sensors.camera.cameras.Cameras, once started
+        self.camera_error: str | None = None  # why the cameras are off
+        if cfg.cameras:
+            from sensors.camera.snapshots import SnapshotStore
+
+            store = SnapshotStore(self.data_dir / SNAPSHOT_DIR, max_bytes=cfg.snapshots.max_bytes)
+            self.snapshots = SnapshotPublisher(store, self.topics, self.uplink)
         self.malformed_commands = 0
         self._running = False
 
@@ -115,6 +136,10 @@ class Hub:
         self.inputs.start()
         self.buses.start()
         self.modbus.start()
+        if self.snapshots is not None:
+            self.snapshots.start()
+        if self.cfg.cameras:
+            self._start_cameras()
         self._running = True
 
     def stop(self, drain_timeout_s: float = 5.0) -> None:
@@ -126,6 +151,10 @@ class Hub:
         self.inputs.close()
         self.buses.close()
         self.modbus.close()
+        if self.cameras is not None:
+            self.cameras.stop()
+        if self.snapshots is not None:
+            self.snapshots.stop()
         self.dispatcher.stop(drain_timeout_s)
         self.uplink.stop()
         self.rules.close()
@@ -149,6 +178,134 @@ class Hub:
             event.source,
         )
         return committed
+
+    # -- cameras --------------------------------------------------------------------------
+
+    def _start_cameras(self) -> None:
+        """Load the detector and start a pipeline per camera; if the model is refused, report
+        each camera off (once) and run on without them."""
+        d = self.cfg.detection
+        try:
+            from sensors.detection import ModelError, load_detector
+
+            try:
+                detector = load_detector(
+                    d.model, threads=d.threads, models_dir=d.models_dir, min_score=d.min_score
+                )
+            except ModelError as exc:
+                self._cameras_off(
+                    f"the detection model was refused: {exc}. The cameras are off until the "
+                    "model file is fixed and the hub restarted"
+                )
+                return
+            from sensors.camera.cameras import Cameras
+
+            assert self.snapshots is not None
+            self.cameras = Cameras(
+                [c.settings() for c in self.cfg.cameras],
+                emit=self.emit,
+                detector=detector,
+                snapshot=self.snapshots.put,
+                sources=self.camera_sources,
+                clock_synced=self.clock.synced,
+            )
+            self.cameras.start()
+        except Exception as exc:  # a broken installation (no OpenCV...) must not stop the hub
+            log.exception("cameras could not start")
+            self.cameras = None
+            self._cameras_off(f"the cameras could not start: {type(exc).__name__}: {exc}")
+            return
+        log.info(
+            "%d camera(s) started with detector %s (%d threads)",
+            len(self.cfg.cameras),
+            d.model,
+            d.threads,
+        )
+        self._cameras_back()
+
+    def _cameras_off(self, error: str) -> None:
+        """One ``camera_offline`` per camera, saying why; not again while still off."""
+        self.camera_error = error
+        log.error("cameras off: %s", error)
+        reported = self._refused()
+        for camera in self.cfg.cameras:
+            if camera.name in reported:
+                continue
+            self.emit(
+                Event(
+                    kind="camera_offline",
+                    zone=camera.zone or camera.name,
+                    source=camera.name,
+                    qualifier=NEW,
+                    data={"camera": camera.name, "error": error[:500]},
+                )
+            )
+            reported.add(camera.name)
+        self._write_refused(reported)
+
+    def _cameras_back(self) -> None:
+        """The restore of the ``camera_offline`` an earlier start reported for the model."""
+        reported = self._refused()
+        for camera in self.cfg.cameras:
+            if camera.name in reported:
+                self.emit(
+                    Event(
+                        kind="camera_offline",
+                        zone=camera.zone or camera.name,
+                        source=camera.name,
+                        qualifier=RESTORE,
+                        data={"camera": camera.name, "detector": self.cfg.detection.model},
+                    )
+                )
+        if reported:
+            self._write_refused(set())
+
+    def _refused(self) -> set[str]:
+        try:
+            names = json.loads((self.data_dir / REFUSED_FILE).read_text())
+        except (OSError, ValueError):
+            return set()
+        return {str(n) for n in names} if isinstance(names, list) else set()
+
+    def _write_refused(self, names: set[str]) -> None:
+        path = self.data_dir / REFUSED_FILE
+        try:
+            if names:
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(sorted(names)))
+                tmp.replace(path)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            log.exception("could not record the cameras reported off in %s", path)
+
+    def camera_health(self) -> dict[str, Any]:
+        if not self.cfg.cameras:
+            return {"cameras": {}, "detector": None, "snapshots": None}
+        if self.cameras is not None:
+            health: dict[str, Any] = self.cameras.health()
+        else:
+            off = {"running": False, "error": self.camera_error}
+            health = {"cameras": {c.name: off for c in self.cfg.cameras}, "detector": None}
+        health["snapshots"] = self.snapshots.health() if self.snapshots is not None else None
+        return health
+
+    # -- uplink handlers (paho's network thread) ------------------------------------------
+
+    def _on_connected(self) -> None:
+        self.dispatcher.on_connected()
+        if self.snapshots is not None:
+            self.snapshots.on_connected()
+
+    def _on_disconnected(self) -> None:
+        self.dispatcher.on_disconnected()
+        if self.snapshots is not None:
+            self.snapshots.on_disconnected()
+
+    def _on_published(self, mid: int, accepted: bool) -> None:
+        if self.snapshots is not None:
+            self.snapshots.on_published(mid, accepted)
+        self.dispatcher.on_published(mid, accepted)
 
     # -- remote commands (paho's network thread) ------------------------------------------
 
@@ -175,6 +332,14 @@ class Hub:
             self.emit(Event(kind="silenced", zone="hub", source="remote", data={"by": by}))
         elif name == "ping":
             result["ts"] = time.time()
+        elif name == "snapshot":
+            event_id = body.get("id")
+            if not isinstance(event_id, str) or not event_id:
+                result.update(ok=False, error='"id" (an event id) is required')
+            elif self.snapshots is None or not self.snapshots.republish(event_id):
+                result.update(ok=False, id=event_id[:64], error="no snapshot for that event")
+            else:
+                result.update(id=event_id, topic=self.topics.snapshot(event_id))
         else:
             self.malformed_commands += 1
             result.update(ok=False, error=f"unknown command {name[:40]!r}")
@@ -189,6 +354,7 @@ class Hub:
             "bad_receipts": self.uplink.stats.bad_receipts,
             "buses": self.buses.health(),
             "modbus": self.modbus.health(),
+            **self.camera_health(),
         }
 
 

@@ -30,6 +30,11 @@ def commune_event_filter(commune: str) -> str:
     return f"{ROOT}/{commune}/+/event/+"
 
 
+def commune_snapshot_filter(commune: str) -> str:
+    """Every camera snapshot (``snapshot/<event-id>``, JPEG) of every hub of the commune."""
+    return f"{ROOT}/{commune}/+/snapshot/+"
+
+
 def parse_hub_topic(topic: str) -> tuple[str, str, str] | None:
     """Split ``tuquan/v1/<commune>/<hub>/<rest>`` into (commune, hub, rest); None if foreign."""
     parts = topic.split("/", 4)

@@ -1,4 +1,9 @@
-"""Runs the real hub on simulated hardware, driven through the control socket or a scenario."""
+"""Runs the real hub on simulated hardware, driven through the control socket or a scenario.
+
+GPIO pins come from gpiozero's MockFactory, sensor buses are ptys with the node firmware on the
+far end (``hw_sim/nodes.py``), and cameras are virtual cameras playing a street scene
+(``hw_sim/camera.py``; imported only when the config has cameras).
+"""
 
 from __future__ import annotations
 
@@ -43,9 +48,18 @@ class SimulatedHub:
         self.board = SimBoard()
         # Sensor nodes run the real firmware on ptys; the hub gets the ptys as its bus ports.
         self.nodes = SimNodes(cfg, firmware=node_firmware)
+        self.cameras: dict[str, Any] = {}  # name -> hw_sim.camera.VirtualCamera
         try:
+            if cfg.cameras:
+                from hw_sim.camera import virtual_cameras
+
+                self.cameras = virtual_cameras(cfg.cameras)
             self.hub = Hub(
-                self.nodes.hub_config(cfg), data_dir, pin_factory=self.board.factory, broker=broker
+                self.nodes.hub_config(cfg),
+                data_dir,
+                pin_factory=self.board.factory,
+                broker=broker,
+                camera_sources=self.cameras,
             )
         except BaseException:
             self.nodes.close()
@@ -88,6 +102,8 @@ class SimulatedHub:
                 return self._emit(request)
             if cmd in NODE_COMMANDS:
                 return self.nodes.handle(request)
+            if cmd == "camera":
+                return self._camera(request)
             if cmd == "status":
                 return self.status()
         except SimError as exc:
@@ -110,6 +126,34 @@ class SimulatedHub:
         stored = [e for f in futures for e in f.result(timeout=30)]
         return {"ok": True, "events": [{"id": e.id, "seq": e.seq} for e in stored]}
 
+    def _camera(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``{"cmd": "camera", "name": "cam-1", "action": "walk", "seconds": 6}``"""
+        name = str(request.get("name"))
+        camera = self.cameras.get(name)
+        if camera is None:
+            known = ", ".join(sorted(self.cameras)) or "none"
+            raise SimError(f"no simulated camera named {name!r} (cameras: {known})")
+        action = str(request.get("action"))
+        seconds = request.get("seconds")
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, int | float)
+        ):
+            raise SimError("seconds must be a number")
+        done = camera.act(action, seconds)
+        return {"ok": True, "cmd": "camera", "name": name, "action": action, **done}
+
+    def camera_status(self) -> dict[str, Any]:
+        """Each camera: its scene (virtual cameras) and what the hub's pipeline makes of it."""
+        health = self.hub.camera_health()["cameras"]
+        out: dict[str, Any] = {}
+        for camera in self.hub.cfg.cameras:
+            entry: dict[str, Any] = {}
+            if camera.name in self.cameras:
+                entry["scene"] = self.cameras[camera.name].status()
+            entry.update(health.get(camera.name, {}))
+            out[camera.name] = entry
+        return out
+
     def status(self) -> dict[str, Any]:
         counts = self.hub.dispatcher.call(lambda outbox: outbox.counts()).result(timeout=10)
         return {
@@ -122,4 +166,5 @@ class SimulatedHub:
             "sounding": self.hub.rules.sounding(),
             "outbox": counts,
             "nodes": self.nodes.status(),
+            "cameras": self.camera_status(),
         }
