@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make a checkout ready to run and test, on Debian 12 or Raspberry Pi OS (bookworm):
-#   - .venv with tuquan installed editable and its dev tools (again only when pyproject.toml
-#     is newer than the stamp .venv/.tuquan-installed, so repeated runs take a moment);
+#   - .venv with tuquan installed editable, with the simulator's extras and the dev tools
+#     (again only when pyproject.toml is newer than the stamp .venv/.tuquan-installed, so
+#     repeated runs take a moment);
 #   - the default person detection model in models/ (tuquan model fetch, where it is missing
 #     or damaged);
 #   - Mosquitto, the broker the tests and the demo start (apt-get, where it is missing);
@@ -79,8 +80,8 @@ if ! venv_ok; then
 fi
 
 if [ ! -e "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
-    say "installing tuquan and its dev tools into $VENV (pip install -e '.[dev]'; a minute or two the first time)"
-    "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
+    say "installing tuquan, the simulator's and the dev tools into $VENV (pip install -e '.[dev,sim]'; a minute or two the first time)"
+    "$VENV/bin/python" -m pip install --quiet -e '.[dev,sim]'
     touch "$STAMP"
 fi
 
