@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from models.manifest import (
+    LOCAL_MANIFEST,
     ModelError,
     ModelSource,
     ModelSpec,
@@ -57,20 +58,21 @@ def fetch_model(
             f"model {spec.name}: --sha256 {given} differs from the manifest's {spec.sha256}"
         )
     expected = spec.sha256 or given
+    target = spec.path(models_dir)
+    if expected and target.is_file() and sha256_of(target) == expected:
+        log(f"{spec.name}: {target} is already there, sha256 verified")
+        return target
+    if spec.source is None:
+        raise ModelError(
+            f"model {spec.name}: the manifest says nowhere to get {spec.file} from; put the "
+            f"file in {models_dir} yourself and pin its sha256 in {models_dir / LOCAL_MANIFEST} "
+            f"(see docs/detection.md)"
+        )
     if expected is None:
         raise ModelError(
             f"model {spec.name}: the manifest pins no sha256 for it, so a download could not be "
             f"checked; get the hash from a source you trust and run "
             f"`tuquan model fetch {spec.name} --sha256 HEX`"
-        )
-    target = spec.path(models_dir)
-    if target.is_file() and sha256_of(target) == expected:
-        log(f"{spec.name}: {target} is already there, sha256 verified")
-        return target
-    if spec.source is None:
-        raise ModelError(
-            f"model {spec.name}: the manifest says nowhere to get {spec.file} from; "
-            f"put the file in {models_dir} yourself (see docs/detection.md)"
         )
     models_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tuquan-fetch-") as tmp:

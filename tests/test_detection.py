@@ -164,6 +164,8 @@ def test_a_model_without_a_pinned_hash_is_not_loaded(tmp_path: Path) -> None:
     assert status(get_spec("yolov8n", tmp_path), tmp_path) == "unpinned"
     with pytest.raises(ModelError, match="no sha256 is pinned"):
         load_detector("yolov8n", models_dir=tmp_path)
+    with pytest.raises(ModelError, match="nowhere to get yolov8n_float32.tflite from"):
+        fetch_model(get_spec("yolov8n", tmp_path), tmp_path)
 
 
 def test_a_model_that_does_not_fit_its_decoder_is_refused(tmp_path: Path) -> None:
