@@ -30,7 +30,7 @@ import os
 import re
 import tomllib
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -584,7 +584,13 @@ _CAMERA = CameraSettings("camera", "camera")
 
 def _error_at(parts: Sequence[int | str], message: str) -> PydanticCustomError:
     """An error at ``parts`` below the table being validated (``_pydantic_errors`` joins them)."""
-    return PydanticCustomError("value_at", "{message}", {"message": message, "at": tuple(parts)})
+    return _errors_at([(tuple(parts), message)])
+
+
+def _errors_at(errors: Sequence[tuple[tuple[int | str, ...], str]]) -> PydanticCustomError:
+    """Several errors at keys below the table being validated, as one pydantic error."""
+    text = "; ".join(f"{format_path(parts) or '.'}: {msg}" for parts, msg in errors)
+    return PydanticCustomError("errors_at", "{message}", {"message": text, "at": list(errors)})
 
 
 _WHERE = re.compile(r"^(?:(?:camera|zone)(?: [^:]*)?|filters|motion|tamper): ")
@@ -599,56 +605,52 @@ def _strip_where(message: str, key: str = "") -> str:
     return message
 
 
-def _as_settings(value: Any) -> Any:
-    """Config tables inside ``value`` turned into their settings dataclasses."""
-    if isinstance(value, tuple):
-        return tuple(_as_settings(v) for v in value)
-    settings = getattr(value, "settings", None) if isinstance(value, BaseModel) else None
-    return settings() if callable(settings) else value
-
-
-def _builds(cls: Any, values: Mapping[str, Any]) -> bool:
+def _refusal(cls: Any, values: Mapping[str, Any]) -> str | None:
+    """Why ``cls(**values)`` raises ``ValueError``, or None if it builds."""
     try:
         cls(**values)
-    except ValueError:
-        return False
-    return True
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
-def check_alone(cls: Any, value: Any, info: ValidationInfo, keep: Sequence[str] = ()) -> Any:
-    """Field validator: ``value`` checked by the settings dataclass ``cls``, on its own.
+def settings_errors(
+    cls: Any, values: Mapping[str, Any], given: Iterable[str], keep: Sequence[str] = ()
+) -> list[tuple[tuple[int | str, ...], str]]:
+    """What the settings dataclass ``cls`` refuses in ``values``, each at the key it is about.
 
-    ``cls`` is built with this key alone (and the required ``keep`` keys), so a ``ValueError``
-    it raises is about this key, and is reported here; within an array, at the first entry that
-    fails on its own. What only several keys together get wrong (``min_area`` larger than
-    ``max_area``) is left to ``build_settings``.
+    A key is to blame when ``cls`` refuses it alone (with the required ``keep`` keys and
+    defaults for the rest) and still refuses it together with the other keys the file gave that
+    it accepts alone (``backoff_min_s = 70`` alone is refused, since the default
+    ``backoff_max_s`` is 60; with ``backoff_max_s = 100`` beside it, it is fine). Within an
+    array, the first entry refused on its own is named. What only several keys together get
+    wrong (``min_area`` above ``max_area``) is reported at the table.
     """
-    key = info.field_name
-    if key is None or key in keep or any(k not in info.data for k in keep):
-        return value  # a required key is itself invalid: already reported
-    base = {k: info.data[k] for k in keep}
-    converted = _as_settings(value)
-    if _builds(cls, {**base, key: converted}):
-        return value
-    parts: list[int] = []
-    if isinstance(converted, tuple) and len(converted) > 1:
-        failing = [i for i, v in enumerate(converted) if not _builds(cls, {**base, key: (v,)})]
-        if failing and len(failing) < len(converted):
-            parts.append(failing[0])
-            converted = (converted[failing[0]],)
-    try:
-        cls(**base, **{key: converted})
-    except ValueError as exc:
-        raise _error_at(parts, _strip_where(str(exc), key)) from None
-    return value
-
-
-def build_settings(cls: Any, values: Mapping[str, Any]) -> Any:
-    """``cls(**values)``; a ``ValueError`` (keys that disagree) becomes an error at the table."""
-    try:
-        return cls(**values)
-    except ValueError as exc:
-        raise _error_at((), _strip_where(str(exc))) from None
+    whole = _refusal(cls, values)
+    if whole is None:
+        return []
+    base = {k: values[k] for k in keep}
+    keys = [k for k in values if k in set(given) and k not in keep]
+    alone = {k for k in keys if _refusal(cls, {**base, k: values[k]}) is not None}
+    accepted = {k: values[k] for k in keys if k not in alone}
+    errors: list[tuple[tuple[int | str, ...], str]] = []
+    for key in keys:
+        if key not in alone:
+            continue
+        value = values[key]
+        message = _refusal(cls, {**base, **accepted, key: value})
+        if message is None:
+            continue  # fine beside the others
+        parts: tuple[int | str, ...] = (key,)
+        if isinstance(value, tuple) and len(value) > 1:
+            refused = [
+                i for i, v in enumerate(value) if _refusal(cls, {**base, **accepted, key: (v,)})
+            ]
+            if refused and len(refused) < len(value):
+                parts = (key, refused[0])
+                message = _refusal(cls, {**base, **accepted, key: (value[refused[0]],)}) or message
+        errors.append((parts, _strip_where(message, key)))
+    return errors or [((), _strip_where(whole))]
 
 
 def existing_dir(value: Path, info: ValidationInfo) -> Path:
@@ -724,19 +726,8 @@ class ZoneConfig(_Frozen):
     armed: tuple[StrictStr, ...] = ()
     inertia: StrictInt = _ZONE.inertia
 
-    @field_validator("*", mode="after")
-    @classmethod
-    def _alone(cls, value: Any, info: ValidationInfo) -> Any:
-        return check_alone(ZoneSettings, value, info, keep=("name",))
-
-    @model_validator(mode="after")
-    def _valid(self) -> ZoneConfig:
-        self.settings()
-        return self
-
     def settings(self) -> ZoneSettings:
-        built: ZoneSettings = build_settings(ZoneSettings, self.model_dump())
-        return built
+        return ZoneSettings(**self.model_dump())
 
 
 class FilterConfig(_Frozen):
@@ -751,19 +742,8 @@ class FilterConfig(_Frozen):
     min_ratio: Number = _FILTERS.min_ratio
     max_ratio: Annotated[float, Field(strict=True, gt=0)] = _FILTERS.max_ratio  # inf: no limit
 
-    @field_validator("*", mode="after")
-    @classmethod
-    def _alone(cls, value: Any, info: ValidationInfo) -> Any:
-        return check_alone(FilterSettings, value, info)
-
-    @model_validator(mode="after")
-    def _valid(self) -> FilterConfig:
-        self.settings()
-        return self
-
     def settings(self) -> FilterSettings:
-        built: FilterSettings = build_settings(FilterSettings, self.model_dump())
-        return built
+        return FilterSettings(**self.model_dump())
 
 
 class MotionConfig(_Frozen):
@@ -780,19 +760,8 @@ class MotionConfig(_Frozen):
     recheck_s: Number = _MOTION.recheck_s
     max_regions: StrictInt = _MOTION.max_regions
 
-    @field_validator("*", mode="after")
-    @classmethod
-    def _alone(cls, value: Any, info: ValidationInfo) -> Any:
-        return check_alone(MotionSettings, value, info)
-
-    @model_validator(mode="after")
-    def _valid(self) -> MotionConfig:
-        self.settings()
-        return self
-
     def settings(self) -> MotionSettings:
-        built: MotionSettings = build_settings(MotionSettings, self.model_dump())
-        return built
+        return MotionSettings(**self.model_dump())
 
 
 class TamperConfig(_Frozen):
@@ -809,19 +778,8 @@ class TamperConfig(_Frozen):
     scene_match: Number = _TAMPER.scene_match
     grid: StrictInt = _TAMPER.grid
 
-    @field_validator("*", mode="after")
-    @classmethod
-    def _alone(cls, value: Any, info: ValidationInfo) -> Any:
-        return check_alone(TamperSettings, value, info)
-
-    @model_validator(mode="after")
-    def _valid(self) -> TamperConfig:
-        self.settings()
-        return self
-
     def settings(self) -> TamperSettings:
-        built: TamperSettings = build_settings(TamperSettings, self.model_dump())
-        return built
+        return TamperSettings(**self.model_dump())
 
 
 CameraKind = Literal["auto", "picamera", "usb", "stream", "file", "images"]
@@ -860,30 +818,50 @@ class CameraConfig(_Frozen):
     def _default_zone(cls, data: Any) -> Any:
         return _zone_from_name(data)
 
-    @field_validator("*", mode="after")
-    @classmethod
-    def _alone(cls, value: Any, info: ValidationInfo) -> Any:
-        return check_alone(CameraSettings, value, info, keep=("name", "source"))
-
     @model_validator(mode="after")
     def _valid(self) -> CameraConfig:
-        self.settings()
+        """Every value the camera's settings refuse, its zones' and sub-tables' included."""
+        errors: list[tuple[tuple[int | str, ...], str]] = []
+        zones = []
+        for index, zone in enumerate(self.zones):
+            found = settings_errors(
+                ZoneSettings, zone.model_dump(), zone.model_fields_set, keep=("name",)
+            )
+            errors += [(("zones", index, *parts), msg) for parts, msg in found]
+            if not found:
+                zones.append(zone.settings())
+        tables: dict[str, Any] = {}
+        for name, cls in (
+            ("filters", FilterSettings),
+            ("motion", MotionSettings),
+            ("tamper", TamperSettings),
+        ):
+            table = getattr(self, name)
+            found = settings_errors(cls, table.model_dump(), table.model_fields_set)
+            errors += [((name, *parts), msg) for parts, msg in found]
+            tables[name] = cls() if found else table.settings()
+        # The camera's own keys, with the sub-tables that are valid (defaults for the others).
+        values = {**self._values(), "zones": tuple(zones), **tables}
+        errors += settings_errors(
+            CameraSettings, values, self.model_fields_set, keep=("name", "source")
+        )
+        if errors:
+            raise _errors_at(errors)
         return self
+
+    def _values(self) -> dict[str, Any]:
+        tables = {"zones", "filters", "motion", "tamper"}
+        return {name: getattr(self, name) for name in type(self).model_fields if name not in tables}
 
     def settings(self) -> CameraSettings:
         """The camera's ``sensors.camera.settings.CameraSettings``."""
-        tables = {"zones", "filters", "motion", "tamper"}
-        values: dict[str, Any] = {
-            name: getattr(self, name) for name in type(self).model_fields if name not in tables
-        }
-        values.update(
+        return CameraSettings(
+            **self._values(),
             zones=tuple(z.settings() for z in self.zones),
             filters=self.filters.settings(),
             motion=self.motion.settings(),
             tamper=self.tamper.settings(),
         )
-        built: CameraSettings = build_settings(CameraSettings, values)
-        return built
 
 
 _SECTIONS = ("hub", "broker", "uplink", "outbox", "detection", "snapshots")
@@ -1263,9 +1241,9 @@ def _message(error: Mapping[str, Any]) -> str:
 def _pydantic_errors(exc: ValidationError) -> list[tuple[str, str]]:
     out = []
     for err in exc.errors(include_url=False, include_input=True):
-        if err["type"] == "value_at":  # a settings error at a key below the table (_error_at)
-            ctx = err.get("ctx", {})
-            out.append((format_path((*err["loc"], *ctx.get("at", ()))), str(ctx.get("message"))))
+        if err["type"] == "errors_at":  # errors at keys below the table (_errors_at)
+            for parts, message in err.get("ctx", {}).get("at", ()):
+                out.append((format_path((*err["loc"], *parts)), str(message)))
         else:
             out.append((format_path(err["loc"]), _message(err)))
     return out

@@ -171,6 +171,18 @@ persist_s = 2
     assert s.tamper == TamperSettings(enabled=False, persist_s=2.0)
 
 
+def test_keys_that_are_only_valid_together_are_accepted(tmp_path: Path) -> None:
+    """Each of these is refused beside the other's default, and fine beside the other."""
+    for pair in (
+        "backoff_min_s = 70\nbackoff_max_s = 100\n",
+        "backoff_min_s = 0.2\nbackoff_max_s = 0.5\n",
+    ):
+        parse(HUB + CAMERA + pair, tmp_path).camera("cam-1").settings()
+    assert errors_of(HUB + CAMERA + "backoff_min_s = 70\n", tmp_path) == [
+        ("cameras[0].backoff_min_s", "backoff_max_s is smaller than backoff_min_s")
+    ]
+
+
 def test_urls_and_devices_are_kept_as_written(tmp_path: Path) -> None:
     for source in ("rtsp://cam/1", "picamera:1", "usb:0", "/dev/video0", "0", "/srv/clip.mp4"):
         cfg = parse(
