@@ -23,6 +23,8 @@ five eighths of the height tall, as a person a few metres from a gate camera.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +35,7 @@ import cv2
 import numpy as np
 
 from hw_sim.board import SimError
-from hw_sim.scene import noisy, paste, person, street
+from hw_sim.scene import PlainRandom, SensorNoise, paste, person, street
 from sensors.camera.sources import Frame, SourceError
 
 DEFAULT_SIZE = (320, 240)
@@ -101,9 +103,9 @@ class VirtualCamera:
         self.walks = 0
         self._walk: _Walk | None = None
         self._lock = threading.Lock()
-        self._rng = np.random.default_rng(seed)
         self._wide: np.ndarray | None = None
         self._sprite: np.ndarray | None = None
+        self._noise: SensorNoise | None = None
 
     # -- FrameSource (the camera's thread) ------------------------------------------------
 
@@ -111,12 +113,15 @@ class VirtualCamera:
         if self.dropped:
             raise SourceError(f"{self.description}: no answer (the stream is down)")
         if self._wide is None:  # drawn once, at the first open
-            self._wide = street(self.width * 3, self.height + self.height // 4, seed=self.seed)
+            wide = (self.width * 3, self.height + self.height // 4)
+            self._wide = street(*wide, rng=PlainRandom(self.seed))
             self._sprite = person(round(self.height * PERSON_SHARE))
+            self._noise = SensorNoise((self.height, self.width, 3), seed=self.seed)
+            release_free_memory()
         self.is_open = True
 
     def read(self) -> Frame | None:
-        if not self.is_open or self._wide is None:
+        if not self.is_open or self._wide is None or self._noise is None:
             raise SourceError(f"{self.description} is not open")
         with self._lock:
             if self.dropped:
@@ -140,11 +145,11 @@ class VirtualCamera:
                 x = round(-sw + (w + sw) * max(0.0, share))
                 paste(image, self._sprite, x, h - self._sprite.shape[0] - h // 20)
         if covered:
-            image = noisy(np.full_like(image, 12), self._rng, 1.5)
+            image = self._noise(np.full_like(image, 12))
         elif defocused:
-            image = noisy(cv2.GaussianBlur(image, (0, 0), 6), self._rng)
+            image = self._noise(cv2.GaussianBlur(image, (0, 0), 6))
         else:
-            image = noisy(image, self._rng)
+            image = self._noise(image)
         self.frames += 1
         return Frame(image=image, ts=now)
 
@@ -189,6 +194,17 @@ class VirtualCamera:
                 "walks": self.walks,
                 "frames": self.frames,
             }
+
+
+def release_free_memory() -> None:
+    """Hand the memory freed after drawing a scene back to the system (glibc's ``malloc_trim``):
+    decoding the sample pictures and drawing the street leave a few MB of free heap that the
+    process would otherwise keep. Does nothing where there is no glibc."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def simulated(settings: Any) -> bool:

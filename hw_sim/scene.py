@@ -15,12 +15,60 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import random
 from pathlib import Path
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
 Box = tuple[float, float, float, float]
+
+
+class Draws(Protocol):
+    """What ``street`` draws its layout with: numpy's ``Generator.integers``."""
+
+    def integers(self, low: int, high: int, size: int | None = None) -> Any: ...
+
+
+class PlainRandom:
+    """``integers`` as numpy's ``Generator`` has it, from the standard library's ``random``.
+
+    The simulator draws its streets with this, so a simulated hub never loads numpy.random
+    (6 MB the hub itself does not need); the camera tests keep numpy's generator.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self._random = random.Random(seed)
+
+    def integers(self, low: int, high: int, size: int | None = None) -> Any:
+        if size is None:
+            return self._random.randrange(low, high)
+        return np.array([self._random.randrange(low, high) for _ in range(size)])
+
+
+class SensorNoise:
+    """Sensor noise for a live picture of one size, without numpy.random: ``patterns`` noise
+    patterns drawn once with OpenCV's generator, one picked at random for each frame, added
+    with saturating ``uint8`` arithmetic (no wider copies of the frame)."""
+
+    def __init__(
+        self, shape: tuple[int, ...], sigma: float = 2.0, patterns: int = 4, seed: int = 1234
+    ) -> None:
+        self._pick = random.Random(seed)
+        self._bank: list[tuple[np.ndarray, np.ndarray]] = []
+        cv2.setRNGSeed(seed)
+        for _ in range(patterns):
+            noise = np.empty((int(np.prod(shape)), 1), np.int16)  # OpenCV rounds the draws
+            cv2.randn(noise, np.array([0.0]), np.array([sigma]))
+            up = np.clip(noise, 0, 255).astype(np.uint8).reshape(shape)
+            down = np.clip(-noise, 0, 255).astype(np.uint8).reshape(shape)
+            self._bank.append((up, down))
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        up, down = self._bank[self._pick.randrange(len(self._bank))]
+        out: np.ndarray = cv2.subtract(cv2.add(frame, up), down)
+        return out
 
 
 @functools.cache
@@ -43,9 +91,10 @@ def sample_picture(name: str) -> np.ndarray:
     return picture
 
 
-def street(width: int, height: int, seed: int = 7) -> np.ndarray:
-    """A street scene ``width`` x ``height`` (wide ones can be panned across)."""
-    rng = np.random.default_rng(seed)
+def street(width: int, height: int, seed: int = 7, rng: Draws | None = None) -> np.ndarray:
+    """A street scene ``width`` x ``height`` (wide ones can be panned across), laid out by
+    ``rng`` (default: numpy's generator seeded with ``seed``)."""
+    rng = rng if rng is not None else np.random.default_rng(seed)
     img = np.zeros((height, width, 3), np.uint8)
     horizon = int(height * 0.55)
     for y in range(horizon):  # sky
@@ -122,8 +171,13 @@ def noisy(frame: np.ndarray, rng: np.random.Generator, sigma: float = 2.0) -> np
     key = (frame.shape, sigma)
     bank = _NOISE.get(key)
     if bank is None:
+        # One pattern at a time, kept as int8: the same values as drawing all 16 at once, with
+        # a few MB at hand instead of 60 (a simulated hub's memory is measured).
         gen = np.random.default_rng(1234)
-        bank = np.round(gen.normal(0.0, sigma, (16, *frame.shape))).astype(np.int16)
+        bank = np.empty((16, *frame.shape), np.int8)
+        for i in range(len(bank)):
+            pattern = np.round(gen.normal(0.0, sigma, frame.shape))
+            bank[i] = np.clip(pattern, -127, 127)
         _NOISE[key] = bank
     noise = bank[int(rng.integers(0, len(bank)))]
     out: np.ndarray = np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8)
