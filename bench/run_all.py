@@ -17,6 +17,7 @@ BENCHMARKS = (
     "node_latency",
     "camera_cpu",
     "detect",
+    "camera_rss",
 )
 
 
