@@ -1,15 +1,15 @@
 """Panic latency: mock-pin edge to the message at a subscriber, hub against a bare publisher.
 
 Bare baseline: a gpiozero Button on a MockFactory pin whose ``when_pressed`` does one paho QoS 1
-publish. Hub: the simulator's hub (receipts off) pressing ``panic-1``, idle, and then while a
-10,000-event telemetry backlog drains (committed again each time it has drained, until enough
-presses were made with a backlog in the outbox), against the bare button pressed in the same
-phase. Reference floor: a Button whose callback commits one row
-to SQLite (WAL, synchronous=FULL, as the outbox does) and then publishes: the least any hub that
-commits before sending can do. The edge time is taken right before the pin is driven, the
-arrival time in the subscriber's ``on_message``, both with ``time.perf_counter_ns`` in this one
-process. The cases are pressed in turn (bare, floor, hub, bare, ...) so the machine's noise
-falls on all of them alike. Target: hub p99 <= 2x bare p99, idle and draining.
+publish. Hub: the simulator's hub (receipts off, no camera) pressing ``panic-1``, idle, then
+while a 10,000-event telemetry backlog drains (committed again each time it has drained, until
+enough presses were made with a backlog in the outbox), against the bare button pressed in the
+same phase. Reference floor: a Button whose callback commits one row to SQLite (WAL,
+synchronous=FULL, as the outbox does) and then publishes: the least any hub that commits before
+sending can do. The edge time is taken right before the pin is driven, the arrival time in the
+subscriber's ``on_message``, both with ``time.perf_counter_ns`` in this one process. The cases
+are pressed in turn (bare, floor, hub, bare, ...) so the machine's noise falls on all of them
+alike. Target: hub p99 <= 2x bare p99, idle and draining.
 """
 
 from __future__ import annotations
@@ -121,7 +121,10 @@ def summary(p: Pin, only_busy: bool, baseline: Pin, idle_bare: Pin) -> dict[str,
 def run(broker: Broker, data_dir: Path, n: int) -> tuple[list[dict[str, Any]], int]:
     """The rows of the table, and how many backlogs were drained while pressing."""
     cfg = load_sim_config()
-    cfg = cfg.model_copy(update={"uplink": cfg.uplink.model_copy(update={"receipts": False})})
+    # The hub core: the default guard post with its sensor bus, without the camera (whose
+    # detector would take a core of its own; bench.camera_cpu measures it).
+    uplink = cfg.uplink.model_copy(update={"receipts": False})
+    cfg = cfg.model_copy(update={"uplink": uplink, "cameras": ()})
     sim = SimulatedHub(cfg, data_dir, broker=(broker.host, broker.port))
     hub = sim.hub
     factory = MockFactory()  # shares its pins with the hub's board: use other numbers
