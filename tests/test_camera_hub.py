@@ -169,12 +169,24 @@ def test_a_walk_is_one_incident_with_its_snapshot_published_saved_and_sent_again
 # -- tamper and a lost stream -------------------------------------------------------------
 
 
+def camera_health(messages: list[Message]) -> list[dict[str, Any]]:
+    """Health messages published once cam-1 had frames."""
+    out = [m.json() for m in messages if m.topic == TOPICS.health]
+    return [h for h in out if h["cameras"]["cam-1"].get("frames")]
+
+
 def test_cover_and_uncover_drop_and_restore(mosquitto, tmp_path: Path) -> None:
+    config = camera_config(receipts=False, health_interval_s=0.2)
     with (
-        Subscriber(mosquitto, EVENTS) as sub,
-        sim_hub(mosquitto, tmp_path, camera_config(receipts=False)) as hub,
+        Subscriber(mosquitto, EVENTS, TOPICS.health) as sub,
+        sim_hub(mosquitto, tmp_path, config) as hub,
     ):
         camera_ready(hub)
+        # The retained health message carries the camera, the detector and the snapshots.
+        health = camera_health(sub.wait_until(lambda ms: bool(camera_health(ms))))[0]
+        assert health["cameras"]["cam-1"]["offline"] is False
+        assert health["detector"]["name"] == "pose-detection"
+        assert health["snapshots"]["pending"] == 0
         act(hub, "cover")
         sub.wait_until(has_event("camera_tamper", "E"))
         act(hub, "uncover")
