@@ -285,7 +285,10 @@ class Hub:
         if self.cameras is not None:
             health: dict[str, Any] = self.cameras.health()
         else:
+            # Off because the model was refused, or not started yet (the model is loading).
             off = {"running": False, "error": self.camera_error}
+            if self.camera_error is None:
+                off = {"running": False, "starting": True}
             health = {"cameras": {c.name: off for c in self.cfg.cameras}, "detector": None}
         health["snapshots"] = self.snapshots.health() if self.snapshots is not None else None
         return health
