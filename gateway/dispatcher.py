@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _ALARM = int(Priority.ALARM)
 _START = (-1, -1)
+TURN_MAX_S = 1.0  # the store thread turns at least this often, busy or idle
 
 
 class Publisher(Protocol):
@@ -78,6 +79,7 @@ class Dispatcher:
         ack_delay_s: float = 0.1,
         health_extra: Callable[[], dict[str, Any]] | None = None,
         prune_interval_s: float = 600.0,
+        on_turn: Callable[[], None] | None = None,
     ) -> None:
         self.outbox = outbox
         self.topics = topics
@@ -90,6 +92,9 @@ class Dispatcher:
         self.ack_batch = ack_batch
         self.ack_delay_s = ack_delay_s
         self.health_extra = health_extra
+        # Called by the store thread at every turn of its loop (at least once a second): the
+        # proof that the thread which owns the outbox is alive (the systemd watchdog).
+        self.on_turn = on_turn
         self.stats = DispatcherStats()
         self.uplink: Publisher | None = None
         self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
@@ -169,7 +174,7 @@ class Dispatcher:
         next_prune = time.monotonic() + self.prune_interval_s
         while True:
             now = time.monotonic()
-            wait = max(0.0, min(next_requeue, next_health, next_prune) - now)
+            wait = max(0.0, min(next_requeue, next_health, next_prune, now + TURN_MAX_S) - now)
             if self._stop_deadline is not None:
                 wait = min(wait, 0.05)
             if self._uncommitted:
@@ -208,6 +213,11 @@ class Dispatcher:
                 # A failing disk must not end the thread: the events stay queued or on disk.
                 log.exception("store thread error")
                 time.sleep(0.5)
+            if self.on_turn is not None:
+                try:
+                    self.on_turn()
+                except Exception:
+                    log.exception("store thread turn hook failed")
             if self._stop_deadline is not None and (
                 time.monotonic() >= self._stop_deadline or self._drained()
             ):

@@ -56,6 +56,9 @@ KINDS: dict[str, Kind] = {
         Kind("camera_offline", 380, Priority.TROUBLE),  # sensor trouble: a camera's video lost
         Kind("camera_tamper", 383, Priority.TROUBLE),  # sensor tamper: covered, defocused, turned
         Kind("silenced", 406, Priority.TROUBLE),  # Contact ID 406: cancel (siren silenced)
+        Kind("storage_fault", 300, Priority.TROUBLE),  # system trouble: the outbox's disk
+        Kind("uplink", 350, Priority.TROUBLE),  # communication trouble: the link was down
+        Kind("input_fault", 380, Priority.TROUBLE),  # sensor trouble: a GPIO input failed
         Kind("person", 130, Priority.DETECTION),  # detection reported as a burglary-zone event
         Kind("test", 602, Priority.TELEMETRY),  # periodic test report
         Kind("telemetry", 602, Priority.TELEMETRY),

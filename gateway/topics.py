@@ -25,6 +25,18 @@ class HubTopics:
         return f"{self.base}/snapshot/{event_id}"
 
 
+RECEIVER_LEVEL = "_receiver"  # never a hub id: hub ids start with a letter or digit
+
+
+def receiver_status_topic(commune: str) -> str:
+    """Retained ``{"state": "online"|"offline", ...}`` of the commune's receiver(s).
+
+    A receiver publishes "online" each time its subscription is in place (its will says
+    "offline"); a hub that sees "online" re-sends every event not yet receipted, so events
+    the broker took while no receiver was subscribed are not left waiting for a timeout."""
+    return f"{ROOT}/{commune}/{RECEIVER_LEVEL}/status"
+
+
 def commune_event_filter(commune: str) -> str:
     """What a commune receiver subscribes to: every event of every hub of the commune."""
     return f"{ROOT}/{commune}/+/event/+"
