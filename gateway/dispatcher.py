@@ -166,6 +166,14 @@ class Dispatcher:
     def on_receipt(self, ids: list[str]) -> None:
         self._queue.put(("receipt", ids))
 
+    def on_receiver_online(self) -> None:
+        """The commune's receiver (re)subscribed: what it has not receipted goes out again now.
+
+        Events the broker took while no receiver was subscribed (a broker restarted without
+        persistence, a receiver that lost its session) are gone from the broker; without this
+        they would wait for ``receipt_timeout_s``."""
+        self._queue.put(("resend",))
+
     # -- the store thread -----------------------------------------------------------------
 
     def _run(self) -> None:
@@ -229,6 +237,7 @@ class Dispatcher:
         acked: list[int] = []
         receipt_ids: list[str] = []
         calls: list[tuple[Callable[[Outbox], Any], Future[Any]]] = []
+        resend = False
         self._puback_woken = False  # before taking them: a later PUBACK wakes the thread again
         pubacks = self._pubacks
         while pubacks:
@@ -244,6 +253,8 @@ class Dispatcher:
                 receipt_ids.extend(op[1])
             elif tag == "online":
                 self._set_online(op[1])
+            elif tag == "resend":
+                resend = True
             elif tag == "call":
                 calls.append((op[1], op[2]))
             elif tag == "stop":
@@ -266,6 +277,8 @@ class Dispatcher:
             self._mark_acked()
         if receipt_ids:
             self.stats.receipts += self.outbox.mark_delivered(ids=receipt_ids)
+        if resend:
+            self._resend_unreceipted(alarms_only=False)
         # Last, so a call sees everything queued before it (events submitted first included).
         for fn, fut in calls:
             try:
@@ -338,7 +351,35 @@ class Dispatcher:
             now = time.monotonic()
             for entry in self._inflight.values():
                 entry.since = now
+            # The broker may have lost what it PUBACKed (a restart without persistence): alarms
+            # not yet receipted go out again at once, not after the receipt timeout.
+            self._resend_unreceipted(alarms_only=True)
             self._publish_health()
+
+    def _resend_unreceipted(self, *, alarms_only: bool) -> None:
+        """Send again, now, rows that were sent but have no receipt (all, or alarms only)."""
+        if not self.receipts:
+            return
+        if self._acked:
+            self._mark_acked()
+        if not alarms_only:
+            # In flight when the receiver came back: the broker may have routed them before
+            # its subscription; forget them so the pump sends them again (receivers dedupe).
+            for mid in list(self._inflight):
+                entry = self._inflight.pop(mid)
+                self._forget(entry)
+                self._rewind(entry.priority, entry.seq)
+        rows = self.outbox.requeue_sent(_ALARM if alarms_only else None)
+        if rows:
+            log.info(
+                "sending %d unreceipted %s again (%s)",
+                len(rows),
+                "alarms" if alarms_only else "events",
+                "reconnected" if alarms_only else "the receiver is back",
+            )
+            self.stats.resent += len(rows)
+        for priority, seq in rows:
+            self._rewind(priority, seq)
 
     def _requeue_unconfirmed(self) -> None:
         now = time.monotonic()

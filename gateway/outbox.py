@@ -204,6 +204,16 @@ class Outbox:
             self._state_change("UPDATE outbox SET state=0 WHERE state=1 AND sent_at < ?", (cutoff,))
         return [(int(p), int(s)) for p, s in rows]
 
+    def requeue_sent(self, priority: int | None = None) -> list[tuple[int, int]]:
+        """Every row sent without a receipt (of one priority, or all) goes back to pending.
+
+        Returns their (priority, seq)."""
+        where = "state=1" if priority is None else f"state=1 AND priority={int(priority)}"
+        rows = self.conn.execute(f"SELECT priority, seq FROM outbox WHERE {where}").fetchall()
+        if rows:
+            self._state_change(f"UPDATE outbox SET state=0 WHERE {where}", ())
+        return [(int(p), int(s)) for p, s in rows]
+
     def requeue_all_sent(self) -> int:
         """At start: rows sent by an earlier run have no receipt we know of; send them again."""
         return self._state_change("UPDATE outbox SET state=0 WHERE state=1", ())
