@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from gateway.events import Event, Priority
+from gateway.guarded_outbox import GuardedOutbox, StorageRefused
 from gateway.outbox import Outbox, Row
 from gateway.topics import HubTopics
 
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _ALARM = int(Priority.ALARM)
 _START = (-1, -1)
+# The plain file (benchmarks, tests of the drain) or the guarded one the hub uses.
+AnyOutbox = Outbox | GuardedOutbox
 TURN_MAX_S = 1.0  # the store thread turns at least this often, busy or idle
 
 
@@ -68,7 +71,7 @@ class DispatcherStats:
 class Dispatcher:
     def __init__(
         self,
-        outbox: Outbox,
+        outbox: AnyOutbox,
         topics: HubTopics,
         *,
         receipts: bool = True,
@@ -117,6 +120,9 @@ class Dispatcher:
         self._retry: list[tuple[float, int, int]] = []  # (due, priority, seq) after a rejection
         self._stop_deadline: float | None = None
         self._uncommitted: list[tuple[list[Event], Future[list[Event]]]] = []
+        # Held in memory while the disk refuses writes: their submitters (a serial node
+        # waiting for its ACK) learn they are accepted once they are on disk or delivered.
+        self._unsettled: list[tuple[list[Event], Future[list[Event]]]] = []
         self._started_at = time.monotonic()
         self.stopped = threading.Event()
 
@@ -126,10 +132,15 @@ class Dispatcher:
         self.uplink = uplink
 
     def start(self) -> None:
+        """Start the store thread; it opens the outbox (a slow or damaged file delays no
+        input: events submitted meanwhile wait in the queue, the siren has sounded)."""
+        self._thread.start()
+
+    def _open(self) -> None:
+        self.outbox.open()
         requeued = self.outbox.requeue_all_sent() if self.receipts else 0
         if requeued:
             log.info("%d events sent by an earlier run had no receipt; sending again", requeued)
-        self._thread.start()
 
     def stop(self, drain_timeout_s: float = 5.0) -> None:
         """Publish what can go out within the timeout, then end the thread."""
@@ -144,7 +155,7 @@ class Dispatcher:
         self._queue.put(("events", list(events), fut))
         return fut
 
-    def call(self, fn: Callable[[Outbox], T]) -> Future[T]:
+    def call(self, fn: Callable[[Any], T]) -> Future[T]:
         """Run ``fn(outbox)`` on the store thread (reads for status and tests)."""
         fut: Future[T] = Future()
         self._queue.put(("call", fn, fut))
@@ -177,6 +188,8 @@ class Dispatcher:
     # -- the store thread -----------------------------------------------------------------
 
     def _run(self) -> None:
+        self._open()
+        generation = self.outbox.generation
         next_requeue = time.monotonic() + self.receipt_timeout_s / 4
         next_health = time.monotonic() + self.health_interval_s  # also published when online
         next_prune = time.monotonic() + self.prune_interval_s
@@ -205,7 +218,16 @@ class Dispatcher:
                 except queue.Empty:
                     break
             try:
+                self.outbox.maintain()
+                if self.outbox.generation != generation:
+                    # A fresh file with rows saved from a damaged one, or marks that could not
+                    # be written: look at every pending row again.
+                    generation = self.outbox.generation
+                    self._alarm_cursor, self._other_cursor = -1, _START
+                    self._alarms_due = True
                 self._apply(ops)
+                if self._unsettled:
+                    self._settle()
                 now = time.monotonic()
                 if now >= next_requeue:
                     self._requeue_unconfirmed()
@@ -230,13 +252,15 @@ class Dispatcher:
                 time.monotonic() >= self._stop_deadline or self._drained()
             ):
                 break
+        for _, fut in self._unsettled:
+            fut.set_exception(StorageRefused("stopped before the outbox could be written"))
         self.stopped.set()
 
     def _apply(self, ops: list[tuple[Any, ...]]) -> None:
         new_events: list[tuple[list[Event], Future[list[Event]]]] = []
         acked: list[int] = []
         receipt_ids: list[str] = []
-        calls: list[tuple[Callable[[Outbox], Any], Future[Any]]] = []
+        calls: list[tuple[Callable[[Any], Any], Future[Any]]] = []
         resend = False
         self._puback_woken = False  # before taking them: a later PUBACK wakes the thread again
         pubacks = self._pubacks
@@ -310,10 +334,29 @@ class Dispatcher:
             return
         start = 0
         for events, fut in batches:
-            fut.set_result(stored[start : start + len(events)])
+            mine = stored[start : start + len(events)]
             start += len(events)
+            refused = [e.kind for e in mine if not e.seq]
+            if refused:
+                fut.set_exception(
+                    StorageRefused(f"the outbox cannot be written; refused: {', '.join(refused)}")
+                )
+            elif any(self.outbox.held(e.seq) for e in mine):
+                self._unsettled.append((mine, fut))  # published from memory; accepted later
+            else:
+                fut.set_result(mine)
         for event in stored:
-            self._rewind(int(event.priority), event.seq)
+            if event.seq:
+                self._rewind(int(event.priority), event.seq)
+
+    def _settle(self) -> None:
+        waiting = []
+        for events, fut in self._unsettled:
+            if any(self.outbox.held(e.seq) for e in events):
+                waiting.append((events, fut))
+            else:
+                fut.set_result(events)
+        self._unsettled = waiting
 
     def _rewind(self, priority: int, seq: int) -> None:
         """Make the pump look at (priority, seq) again: a new, requeued or retried row."""
@@ -456,6 +499,7 @@ class Dispatcher:
             "last_seq": self.outbox.last_seq,
             "outbox": self.outbox.counts(),
             "evicted": self.outbox.stats.evicted,
+            "storage": self.outbox.health(),
             "in_flight": len(self._inflight),
             "resent": self.stats.resent,
         }

@@ -21,7 +21,9 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+from gateway.errors import TuquanError
 from gateway.events import Event, Priority
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,16 @@ _ALARM = int(Priority.ALARM)
 _EVICTION_ORDER = (Priority.TELEMETRY, Priority.DETECTION, Priority.TROUBLE)
 
 
+class OutboxDamaged(TuquanError):
+    """The outbox file failed its integrity check."""
+
+
+def _quick_check(conn: sqlite3.Connection) -> None:
+    rows = conn.execute("PRAGMA quick_check(5)").fetchall()
+    if [r[0] for r in rows] != ["ok"]:
+        raise OutboxDamaged("quick_check: " + "; ".join(str(r[0]) for r in rows)[:300])
+
+
 @dataclass(frozen=True)
 class Row:
     """An outbox row ready to publish."""
@@ -75,7 +87,11 @@ class Outbox:
         *,
         max_events: int = 100_000,
         delivered_retention_s: float = 86_400.0,
+        check: bool = False,
     ) -> None:
+        """Open (or create) the file. ``check`` runs ``PRAGMA quick_check`` first and raises
+        ``OutboxDamaged`` when it fails; a file that is not a database raises
+        ``sqlite3.DatabaseError`` whatever ``check`` says."""
         self.path = Path(path)
         self.hub = hub
         self.max_events = max_events
@@ -85,11 +101,34 @@ class Outbox:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves so one commit can hold a batch.
         self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._sync = ""
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self._set_sync("FULL")
-        self._create_schema()
-        self.last_seq = self._load_last_seq()
-        self.undelivered = self._count("state < 2")
+        try:
+            if check:
+                _quick_check(self.conn)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self._set_sync("FULL")
+            self._create_schema()
+            self.last_seq = self._load_last_seq()
+            self.undelivered = self._count("state < 2")
+        except BaseException:
+            self.conn.close()
+            raise
+
+    # The interface a guarded outbox adds (gateway/guarded_outbox.py): a plain file has no
+    # faults of its own to handle, so the store thread's calls to these do nothing here.
+    generation = 0
+
+    def open(self) -> None:
+        """Opened in the constructor already."""
+
+    def maintain(self) -> None:
+        """Nothing to retry."""
+
+    def health(self) -> dict[str, Any]:
+        return {"state": "ok"}
+
+    def held(self, seq: int) -> bool:
+        """Never: a row is on disk once ``insert`` returns."""
+        return False
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -119,11 +158,13 @@ class Outbox:
         """Commit events (one fsync for the batch) and return them with their ``seq``.
 
         Events whose id is already stored (a retried submit) are returned with their old seq.
+        An event that already has a seq (given out while the disk refused writes) keeps it.
         """
         if not events:
             return []
         now = time.time()
         stored: list[Event] = []
+        added = 0
         self._set_sync("FULL")
         self.conn.execute("BEGIN IMMEDIATE")
         try:
@@ -133,28 +174,79 @@ class Outbox:
                 if old:
                     stored.append(replace(event, seq=int(old[0])))
                     continue
-                seq += 1
-                event = replace(event, seq=seq)
+                if event.seq:
+                    seq = max(seq, event.seq)
+                else:
+                    seq += 1
+                    event = replace(event, seq=seq)
                 self.conn.execute(
                     "INSERT INTO outbox (seq, id, kind, priority, state, created_at, payload)"
                     " VALUES (?, ?, ?, ?, 0, ?, ?)",
-                    (seq, event.id, event.kind, int(event.priority), now, event.to_json(self.hub)),
-                )
+                    (event.seq, event.id, event.kind, int(event.priority), now,
+                     event.to_json(self.hub)),
+                )  # fmt: skip
+                added += 1
                 stored.append(event)
             self.conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (seq,)
             )
             self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             raise
-        added = seq - self.last_seq
+        self._added(seq, added)
+        return stored
+
+    def insert_rows(self, rows: Sequence[tuple[int, str, str, int, int, bytes]]) -> int:
+        """Commit rows that already have their seq and payload: (seq, id, kind, priority,
+        state, payload). Rows held in memory while the disk was full, or saved from a damaged
+        file. A seq or id already stored is skipped. Returns the number added."""
+        if not rows:
+            return 0
+        now = time.time()
+        self._set_sync("FULL")
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            added = 0
+            for seq, event_id, kind, priority, state, payload in rows:
+                cur = self.conn.execute(
+                    "INSERT OR IGNORE INTO outbox"
+                    " (seq, id, kind, priority, state, created_at, sent_at, payload)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (seq, event_id, kind, priority, state, now, now if state else None, payload),
+                )
+                added += cur.rowcount
+            top = max(self.last_seq, max(r[0] for r in rows))
+            self.conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (top,)
+            )
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        self._added(top, added)
+        return added
+
+    def set_last_seq(self, seq: int) -> None:
+        """Continue numbering after ``seq`` (never backwards): after a damaged file."""
+        if seq <= self.last_seq:
+            return
+        self._set_sync("FULL")
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (seq,))
         self.last_seq = seq
+
+    def _added(self, last_seq: int, added: int) -> None:
+        self.last_seq = last_seq
         self.undelivered += added
         self.stats.inserted += added
         if self.undelivered > self.max_events:
             self._evict(self.undelivered - self.max_events)
-        return stored
+
+    def _rollback(self) -> None:
+        # SQLite may have rolled back already (a full disk does): a second ROLLBACK would
+        # raise "no transaction is active" and hide the real error.
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
 
     def _state_change(self, sql: str, params: Iterable[object]) -> int:
         self._set_sync("NORMAL")
@@ -163,7 +255,7 @@ class Outbox:
             changed = self.conn.execute(sql, tuple(params)).rowcount
             self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             raise
         return int(changed)
 

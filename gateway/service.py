@@ -27,7 +27,7 @@ from gateway.clock import ClockStatus
 from gateway.config import Config
 from gateway.dispatcher import Dispatcher
 from gateway.events import NEW, RESTORE, Event
-from gateway.outbox import Outbox
+from gateway.guarded_outbox import GuardedOutbox
 from gateway.snapshots import SnapshotPublisher
 from gateway.topics import HubTopics
 from gateway.uplink import BrokerSettings, Uplink, UplinkHandlers
@@ -76,11 +76,18 @@ class Hub:
         self.topics = HubTopics(cfg.hub.commune, cfg.hub.id)
         self.snapshots: SnapshotPublisher | None = None
         self.clock = ClockStatus()
-        self.outbox = Outbox(
+        # Outputs and the siren's rules first: nothing below (the disk, the broker) may keep
+        # the siren from sounding. The outbox file is opened later, by the store thread.
+        self.outputs = make_outputs(cfg.outputs, pin_factory)
+        self.rules = AlarmRules(
+            [AlarmRule(frozenset(r.when), r.output, r.seconds) for r in cfg.rules], self.outputs
+        )
+        self.outbox = GuardedOutbox(
             self.data_dir / OUTBOX_FILE,
             cfg.hub.id,
             max_events=cfg.outbox.max_events,
             delivered_retention_s=cfg.outbox.delivered_retention_s,
+            report=self.emit,
         )
         self.dispatcher = Dispatcher(
             self.outbox,
@@ -102,10 +109,6 @@ class Hub:
             ),
         )
         self.dispatcher.attach(self.uplink)
-        self.outputs = make_outputs(cfg.outputs, pin_factory)
-        self.rules = AlarmRules(
-            [AlarmRule(frozenset(r.when), r.output, r.seconds) for r in cfg.rules], self.outputs
-        )
         self.inputs = GpioInputs(cfg.inputs, self.emit, pin_factory)
         self.buses = SerialBuses(cfg.buses, cfg.nodes, self.emit)
         self.modbus = ModbusPollers(cfg.modbus, self.emit)
@@ -124,13 +127,7 @@ class Hub:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        log.info(
-            "hub %s (commune %s) starting; outbox %s holds %d undelivered events",
-            self.cfg.hub.id,
-            self.cfg.hub.commune,
-            self.outbox.path,
-            self.outbox.undelivered,
-        )
+        log.info("hub %s (commune %s) starting", self.cfg.hub.id, self.cfg.hub.commune)
         self.dispatcher.start()
         self.uplink.start()
         self.inputs.start()
