@@ -138,6 +138,9 @@ class Dispatcher:
 
     def _open(self) -> None:
         self.outbox.open()
+        self._requeue_earlier_run()
+
+    def _requeue_earlier_run(self) -> None:
         requeued = self.outbox.requeue_all_sent() if self.receipts else 0
         if requeued:
             log.info("%d events sent by an earlier run had no receipt; sending again", requeued)
@@ -189,7 +192,7 @@ class Dispatcher:
 
     def _run(self) -> None:
         self._open()
-        generation = self.outbox.generation
+        generation, late_opens = self.outbox.generation, self.outbox.late_opens
         next_requeue = time.monotonic() + self.receipt_timeout_s / 4
         next_health = time.monotonic() + self.health_interval_s  # also published when online
         next_prune = time.monotonic() + self.prune_interval_s
@@ -219,10 +222,13 @@ class Dispatcher:
                     break
             try:
                 self.outbox.maintain()
+                if self.outbox.late_opens != late_opens:
+                    late_opens = self.outbox.late_opens
+                    self._requeue_earlier_run()
                 if self.outbox.generation != generation:
                     # A fresh file with rows saved from a damaged one, or marks that could not
                     # be written: look at every pending row again.
-                    generation = self.outbox.generation
+                    generation, late_opens = self.outbox.generation, self.outbox.late_opens
                     self._alarm_cursor, self._other_cursor = -1, _START
                     self._alarms_due = True
                 self._apply(ops)

@@ -127,6 +127,7 @@ class GuardedOutbox:
         self.seq_record = SeqRecord(self.path.with_name(self.path.name + ".seq"))
         self.db: Outbox | None = None
         self.generation = 0  # bumped when rows reappear (a fresh file): rescan from the start
+        self.late_opens = 0  # the file opened after start (the disk refused it at first)
         self.storage = StorageHealth(since=time.time())
         self._held: dict[int, _Held] = {}
         self._held_ids: dict[str, int] = {}
@@ -316,6 +317,7 @@ class GuardedOutbox:
             try:
                 self._use(self._new_outbox(check=False), self._last_seq)
                 self.generation += 1  # its pending rows are new to the pump
+                self.late_opens += 1  # and its sent rows have no receipt this run knows of
             except Exception as exc:
                 if is_damage(exc):
                     self._recover(exc)

@@ -116,6 +116,7 @@ class Outbox:
     # The interface a guarded outbox adds (gateway/guarded_outbox.py): a plain file has no
     # faults of its own to handle, so the store thread's calls to these do nothing here.
     generation = 0
+    late_opens = 0
 
     def open(self) -> None:
         """Opened in the constructor already."""

@@ -73,6 +73,10 @@ class Hub:
     ) -> None:
         self.cfg = cfg
         self.data_dir = Path(data_dir)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # the outbox reports it and runs from memory
+            log.error("data dir %s cannot be made: %s", self.data_dir, exc)
         self.topics = HubTopics(cfg.hub.commune, cfg.hub.id)
         self.snapshots: SnapshotPublisher | None = None
         self.clock = ClockStatus()

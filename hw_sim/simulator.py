@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import Config, load_config
+from gateway.errors import TuquanError
 from gateway.events import KINDS, NEW, Event
 from gateway.service import Hub
 from hw_sim.board import SimBoard, SimError
@@ -123,7 +124,10 @@ class SimulatedHub:
             for i in range(count)
         ]
         futures = [self.hub.emit(e) for e in events]
-        stored = [e for f in futures for e in f.result(timeout=30)]
+        try:
+            stored = [e for f in futures for e in f.result(timeout=30)]
+        except TuquanError as exc:  # the outbox refuses them (a full disk)
+            return {"ok": False, "error": str(exc)}
         return {"ok": True, "events": [{"id": e.id, "seq": e.seq} for e in stored]}
 
     def _camera(self, request: dict[str, Any]) -> dict[str, Any]:

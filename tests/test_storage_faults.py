@@ -1,0 +1,335 @@
+"""The outbox's disk fails: damaged files, a full disk, a start on a full disk. Each with the
+real simulated hub, a real Mosquitto and the real commune receiver.
+
+The full-disk tests mount a small tmpfs (they need root, as in CI) and fill it; they are
+skipped with the reason where the machine refuses the mount.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import random
+import subprocess
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hub_helpers import COMMUNE, EVENTS, outbox_counts, wait_until
+from mqtt_helpers import Subscriber
+
+from commune.receiver import Receiver
+from commune.store import EventStore
+from gateway.config import Config, parse_config
+from gateway.service import OUTBOX_FILE
+from hw_sim.simulator import SimulatedHub, default_config_path
+
+BACKLOG = 300  # events left undelivered in the outbox before it is damaged
+
+
+def hub_config(receipts: bool = True) -> Config:
+    """The default simulated hub without its camera and sensor bus (these tests are about the
+    outbox), receipts on: an event leaves the outbox only on the receiver's receipt."""
+    data = tomllib.loads(default_config_path().read_text())
+    for table in ("cameras", "buses", "nodes"):
+        data.pop(table, None)
+    data["uplink"]["receipts"] = receipts
+    return parse_config(data, base_dir=default_config_path().parent, env={})
+
+
+@contextmanager
+def running_hub(broker: Any, data_dir: Path, cfg: Config | None = None) -> Iterator[SimulatedHub]:
+    hub = SimulatedHub(cfg or hub_config(), data_dir, broker=(broker.host, broker.port))
+    hub.start()
+    try:
+        yield hub
+    finally:
+        hub.stop(drain_timeout_s=1.0)
+
+
+@contextmanager
+def receiver(broker: Any, data_dir: Path) -> Iterator[Receiver]:
+    r = Receiver(broker.host, broker.port, COMMUNE, data_dir / "receiver.sqlite3")
+    r.start()
+    assert r.wait_subscribed(10)
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+def stored_ids(data_dir: Path) -> set[str]:
+    with EventStore(data_dir / "receiver.sqlite3") as store:
+        return set(store.ids())
+
+
+def press_panic(hub: SimulatedHub) -> None:
+    hub.board.press("panic-1")
+    hub.board.release("panic-1")
+
+
+def fill_backlog(broker: Any, data_dir: Path) -> tuple[list[dict[str, Any]], int]:
+    """Run a hub with no receiver so ``BACKLOG`` events stay in its outbox, unreceipted."""
+    with running_hub(broker, data_dir) as hub:
+        answer = hub.handle({"cmd": "emit", "kind": "telemetry", "count": BACKLOG - 1})
+        press_panic(hub)
+        wait_until(lambda: outbox_counts(hub)["sent"] >= BACKLOG, 20, "the backlog sent")
+        last_seq = hub.hub.outbox.last_seq
+        old_panic = hub.hub.dispatcher.call(
+            lambda o: o.conn.execute("SELECT id FROM outbox WHERE kind='panic'").fetchone()[0]
+        ).result(5)
+    return [*answer["events"], {"id": old_panic}], last_seq
+
+
+def faults(sub: Subscriber) -> list[dict[str, Any]]:
+    return [m.json() for m in sub.messages if m.json()["kind"] == "storage_fault"]
+
+
+# -- damaged outbox files ---------------------------------------------------------------
+
+
+def _truncate_half(path: Path) -> None:
+    os.truncate(path, path.stat().st_size // 2)
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(random.Random(7).randbytes(path.stat().st_size))
+
+
+def _zero_header(path: Path) -> None:
+    with path.open("r+b") as f:
+        f.write(bytes(100))
+
+
+def _overwrite_middle(path: Path) -> None:
+    size = path.stat().st_size
+    with path.open("r+b") as f:
+        f.seek(size // 2)
+        f.write(random.Random(3).randbytes(8192))
+
+
+def _empty(path: Path) -> None:
+    os.truncate(path, 0)
+
+
+DAMAGE = {
+    "truncated": _truncate_half,
+    "garbage": _garbage,
+    "zeroed-header": _zero_header,
+    "overwritten-mid-file": _overwrite_middle,
+    "zero-length": _empty,
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_outbox_is_moved_aside_and_the_hub_runs_on(
+    mosquitto, tmp_path: Path, damage: str
+) -> None:
+    hub_dir = tmp_path / "hub"
+    backlog, last_seq = fill_backlog(mosquitto, hub_dir)
+    DAMAGE[damage](hub_dir / OUTBOX_FILE)
+    with (
+        Subscriber(mosquitto, EVENTS) as sub,
+        receiver(mosquitto, tmp_path) as rec,
+        running_hub(mosquitto, hub_dir) as hub,
+    ):
+        # It started: the siren sounds, the panic reaches the receiver and is receipted.
+        press_panic(hub)
+        assert hub.board.outputs()["siren"] is True
+        old = {e["id"] for e in backlog}
+
+        def new_panics(ms: list[Any]) -> list[dict[str, Any]]:
+            return [
+                m.json() for m in ms if m.json()["kind"] == "panic" and m.json()["id"] not in old
+            ]
+
+        [new_panic] = new_panics(sub.wait_until(lambda ms: bool(new_panics(ms))))
+        wait_until(lambda: new_panic["id"] in stored_ids(tmp_path), 15, "the panic stored")
+        # No seq that may have been published is used again.
+        assert new_panic["seq"] > last_seq
+        # The police are told, with the name of the file kept aside.
+        sub.wait_until(lambda ms: {f["qualifier"] for f in faults(sub)} >= {"E", "R"})
+        new = next(f for f in faults(sub) if f["qualifier"] == "E")
+        assert new["cid"] == 300 and new["data"]["fault"] == "damaged"
+        aside = sorted(hub_dir.glob(f"{OUTBOX_FILE}.damaged-*"))
+        assert [p.name for p in aside if not p.name.endswith(("-wal", "-shm"))] == [
+            new["data"]["quarantined"]
+        ]
+        assert "quarantined" in hub.hub.outbox.health()
+        # What the damaged file still held is sent; for some damage that is all of it.
+        saved = new["data"]["saved"]
+        if damage in ("garbage", "zeroed-header", "zero-length"):
+            assert saved == 0
+        else:
+            assert 0 <= saved <= BACKLOG
+        wanted = {e["id"] for e in backlog}
+        wait_until(
+            lambda: len(wanted & stored_ids(tmp_path)) >= saved,
+            20,
+            "the saved backlog stored",
+        )
+        assert rec.stats.malformed == 0
+    # And the next start is a normal one: no new fault, numbering goes on.
+    with Subscriber(mosquitto, EVENTS) as sub, running_hub(mosquitto, hub_dir) as hub:
+        press_panic(hub)
+        [msg] = sub.wait_until(lambda ms: any(m.json()["kind"] == "panic" for m in ms))[:1]
+        assert not faults(sub)
+        assert msg.json()["seq"] > new_panic["seq"]
+
+
+def test_an_outbox_damaged_while_running_is_replaced_and_the_alarm_goes_out(
+    mosquitto, tmp_path: Path
+) -> None:
+    hub_dir = tmp_path / "hub"
+    with (
+        Subscriber(mosquitto, EVENTS) as sub,
+        running_hub(mosquitto, hub_dir) as hub,
+    ):
+        hub.handle({"cmd": "emit", "kind": "telemetry", "count": BACKLOG})
+        # Pages of the file are overwritten under the running hub (a failing card).
+        hub.hub.dispatcher.call(lambda o: o.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+        hub.hub.dispatcher.call(lambda o: None).result(5)
+        with (hub_dir / OUTBOX_FILE).open("r+b") as f:
+            f.seek(4096)
+            f.write(bytes(range(256)) * 64)
+        # The next read of those pages fails "malformed": the file is replaced at once.
+        hub.hub.dispatcher.call(lambda o: o.conn.execute("PRAGMA quick_check")).result(5)
+        press_panic(hub)
+        sub.wait_until(lambda ms: any(m.json()["kind"] == "panic" for m in ms), timeout=15)
+        before = hub.hub.outbox.last_seq
+        hub.handle({"cmd": "emit", "kind": "telemetry", "count": 5})
+        assert hub.hub.outbox.last_seq == before + 5  # writing again, on the fresh file
+
+
+def test_a_damaged_seq_record_is_reported_and_rewritten(mosquitto, tmp_path: Path) -> None:
+    hub_dir = tmp_path / "hub"
+    _, last_seq = fill_backlog(mosquitto, hub_dir)
+    (hub_dir / f"{OUTBOX_FILE}.seq").write_bytes(b"\x00garbage")
+    with running_hub(mosquitto, hub_dir) as hub:
+        answer = hub.handle({"cmd": "emit", "kind": "telemetry", "count": 1})
+        assert answer["events"][0]["seq"] == last_seq + 1  # the file itself was sound
+    assert int((hub_dir / f"{OUTBOX_FILE}.seq").read_text()) > last_seq
+
+
+# -- a full disk ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB tmpfs mounted for the test."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs to fill needs root (CI runs the suite as root)")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"this machine refuses to mount a tmpfs: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Fill the filesystem to the last byte; returns the filler file (delete it to free)."""
+    filler = disk / "filler"
+    chunk = bytes(64 * 1024)
+    with filler.open("wb", buffering=0) as f:
+        for size in (len(chunk), 4096, 512, 1):
+            try:
+                while True:
+                    f.write(chunk[:size])
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+    return filler
+
+
+def test_a_full_disk_sends_alarms_from_memory_and_writes_them_once_space_returns(
+    mosquitto, tmp_path: Path, small_disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub_dir = small_disk / "hub"
+    with (
+        Subscriber(mosquitto, EVENTS) as sub,
+        receiver(mosquitto, tmp_path) as rec,
+        running_hub(mosquitto, hub_dir) as hub,
+    ):
+        press_panic(hub)
+        sub.wait_until(lambda ms: any(m.json()["kind"] == "panic" for m in ms))
+        filler = fill(small_disk)
+        caplog.clear()
+        # Two more panics while the card is full: sounded, published at once, stored at
+        # the receiver and receipted, with the fault itself.
+        press_panic(hub)
+        press_panic(hub)
+        assert hub.board.outputs()["siren"] is True
+        sub.wait_until(lambda ms: sum(m.json()["kind"] == "panic" for m in ms) >= 3, timeout=15)
+        panics = [m.json() for m in sub.messages if m.json()["kind"] == "panic"]
+        wait_until(lambda: {p["id"] for p in panics} <= stored_ids(tmp_path), 15, "stored")
+        sub.wait_until(lambda ms: any(f["qualifier"] == "E" for f in faults(sub)))
+        fault = next(f for f in faults(sub) if f["qualifier"] == "E")
+        assert fault["data"]["fault"] == "full"
+        # Telemetry is refused, and the submitter is told.
+        answer = hub.handle({"cmd": "emit", "kind": "telemetry", "count": 3})
+        assert answer["ok"] is False and "refused" in answer["error"]
+        # Health and status keep answering while full.
+        status = hub.status()
+        assert status["ok"] is True and status["sounding"] == ["siren"]
+        assert hub.hub.outbox.health()["state"] == "full"
+        # One log line for the state change, not one per retry.
+        wait_until(lambda: hub.hub.outbox.storage.write_errors >= 0, 3)
+        refusals = [r for r in caplog.records if "cannot be written" in r.getMessage()]
+        assert len(refusals) <= 1
+        assert not [r for r in caplog.records if r.exc_info]
+        # Space returns: everything held is committed, and the restore goes out.
+        filler.unlink()
+        sub.wait_until(lambda ms: any(f["qualifier"] == "R" for f in faults(sub)), timeout=15)
+        wait_until(lambda: hub.hub.outbox.health()["state"] == "ok", 10, "writable again")
+        answer = hub.handle({"cmd": "emit", "kind": "telemetry", "count": 3})
+        assert answer["ok"] is True
+        wait_until(lambda: "in_memory" not in outbox_counts(hub), 10, "memory written out")
+        assert rec.stats.malformed == 0
+
+
+def test_a_hub_starts_on_a_full_disk_and_drains_once_space_returns(
+    mosquitto, tmp_path: Path, small_disk: Path
+) -> None:
+    hub_dir = small_disk / "hub"
+    backlog, _ = fill_backlog(mosquitto, hub_dir)
+    filler = fill(small_disk)
+    with (
+        Subscriber(mosquitto, EVENTS) as sub,
+        receiver(mosquitto, tmp_path),
+        running_hub(mosquitto, hub_dir) as hub,
+    ):
+        press_panic(hub)
+        assert hub.board.outputs()["siren"] is True
+        msgs = sub.wait_until(lambda ms: any(m.json()["kind"] == "panic" for m in ms), 15)
+        panic = next(m.json() for m in msgs if m.json()["kind"] == "panic")
+        wait_until(lambda: panic["id"] in stored_ids(tmp_path), 15, "the panic stored")
+        assert hub.status()["ok"] is True
+        filler.unlink()
+        wanted = {e["id"] for e in backlog}
+        wait_until(lambda: wanted <= stored_ids(tmp_path), 30, "the old backlog delivered")
+
+
+def test_events_only_in_memory_at_shutdown_are_logged_whole(
+    mosquitto, tmp_path: Path, small_disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub_dir = small_disk / "hub"
+    with caplog.at_level(logging.ERROR), running_hub(mosquitto, hub_dir) as hub:
+        hub.hub.dispatcher.call(lambda o: None).result(5)
+        fill(small_disk)
+        press_panic(hub)  # no receiver: never receipted, never on disk
+        wait_until(lambda: outbox_counts(hub).get("in_memory", 0) >= 1, 10, "held")
+    lines = [r.getMessage() for r in caplog.records if "never written to disk" in r.getMessage()]
+    payloads = [json.loads(line.split(": ", 1)[1]) for line in lines]
+    assert "panic" in {p["kind"] for p in payloads}
