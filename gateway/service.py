@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future
@@ -28,6 +29,7 @@ from gateway.config import Config
 from gateway.dispatcher import Dispatcher
 from gateway.events import NEW, RESTORE, Event
 from gateway.guarded_outbox import GuardedOutbox
+from gateway.safe_json import loads_untrusted
 from gateway.snapshots import SnapshotPublisher
 from gateway.topics import HubTopics
 from gateway.uplink import BrokerSettings, Uplink, UplinkHandlers
@@ -315,10 +317,10 @@ class Hub:
 
     def _on_command(self, name: str, payload: bytes, retained: bool = False) -> None:
         try:
-            body = json.loads(payload) if payload else {}
+            body = loads_untrusted(payload, max_bytes=COMMAND_MAX_BYTES) if payload else {}
             if not isinstance(body, dict):
                 raise ValueError("command body must be a JSON object")
-        except (ValueError, UnicodeDecodeError) as exc:
+        except ValueError as exc:  # bad JSON, NaN, huge numbers, deep nesting, too long
             self.malformed_commands += 1
             log.warning("dropped malformed command %s: %s", name[:40], exc)
             return
@@ -362,6 +364,7 @@ class Hub:
         }
 
 
+COMMAND_MAX_BYTES = 16_384  # a command is a few hundred bytes
 COMMAND_MAX_AGE_S = 120.0  # a command's optional "ts" older than this is refused as stale
 COMMAND_MAX_AHEAD_S = 30.0  # ... and one this far in the hub's future (clock skew, replay)
 
@@ -378,7 +381,7 @@ def _refusal(body: dict[str, Any], retained: bool, now: float) -> str | None:
     if "ts" not in body:
         return None
     ts = body["ts"]
-    if isinstance(ts, bool) or not isinstance(ts, int | float):
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
         return "ts must be Unix seconds"
     if now - ts > COMMAND_MAX_AGE_S:
         return f"stale command: sent {now - ts:.0f} s ago (limit {COMMAND_MAX_AGE_S:.0f} s)"

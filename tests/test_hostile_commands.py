@@ -1,0 +1,69 @@
+"""Hostile and malformed commands on cmd/<name>: each refused and counted, the siren untouched,
+and the genuine command after them still runs."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from hub_helpers import COMMUNE, HUB, sim_hub, wait_until
+from mqtt_helpers import Subscriber
+
+from gateway.safe_json import loads_untrusted, nesting_depth
+from gateway.topics import HubTopics
+
+TOPICS = HubTopics(COMMUNE, HUB)
+SILENCE = f"{TOPICS.base}/cmd/silence"
+HOSTILE = {
+    "ts NaN": b'{"request_id": "x", "ts": NaN}',
+    "ts Infinity": b'{"ts": Infinity}',
+    "ts -Infinity": b'{"ts": -Infinity}',
+    "ts 1e400": b'{"ts": 1e400}',
+    "ts of 400 digits": b'{"ts": ' + b"9" * 400 + b"}",
+    "ts a string": b'{"ts": "now"}',
+    "ts true": b'{"ts": true}',
+    "nested 100,000 levels": b"[" * 100_000 + b"]" * 100_000,
+    "nested objects": b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+    "not JSON": b"\xff\xfe silence!",
+    "a list": b"[1, 2]",
+    "1 MB": b'{"pad": "' + b"x" * 1_000_000 + b'"}',
+}
+
+
+def test_hostile_commands_are_refused_counted_and_the_siren_keeps_sounding(
+    mosquitto, tmp_path: Path
+) -> None:
+    with (
+        Subscriber(mosquitto, TOPICS.cmd_result) as sub,
+        sim_hub(mosquitto, tmp_path, uplink={"receipts": False}) as hub,
+    ):
+        wait_until(lambda: hub.hub.uplink.connected, what="hub online")
+        hub.board.press("panic-1")
+        hub.board.release("panic-1")
+        for payload in HOSTILE.values():
+            sub.publish(SILENCE, payload)
+        wait_until(lambda: hub.hub.malformed_commands >= len(HOSTILE), what="every one counted")
+        assert hub.hub.malformed_commands == len(HOSTILE)
+        assert hub.board.outputs()["siren"] is True
+        # The genuine command after them is carried out.
+        sub.publish(SILENCE, json.dumps({"request_id": "real", "ts": time.time()}))
+        answers = sub.wait_until(lambda ms: any(m.json()["request_id"] == "real" for m in ms))
+        assert hub.board.outputs()["siren"] is False
+    real = next(m.json() for m in answers if m.json()["request_id"] == "real")
+    assert real["ok"] is True and real["silenced"] == ["siren"]
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_the_untrusted_parser_refuses_with_a_value_error(name: str) -> None:
+    if name in ("ts a string", "ts true", "a list"):
+        loads_untrusted(HOSTILE[name], max_bytes=16_384)  # valid JSON; the command refuses it
+        return
+    with pytest.raises(ValueError):
+        loads_untrusted(HOSTILE[name], max_bytes=16_384)
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    assert nesting_depth('{"a": "[[[[{{{{", "b": [1, {"c": "]]]\\"[["}]}', 5) == 3
+    assert loads_untrusted('{"a": "' + "[" * 1000 + '"}', max_bytes=4096) == {"a": "[" * 1000}
