@@ -51,6 +51,15 @@ class Broker:
         self.config = workdir / "mosquitto.conf"
         self.config.write_text("\n".join(lines) + "\n")
         self.log = workdir / "mosquitto.log"
+        self.start()
+
+    def restart(self) -> None:
+        """Stop (SIGTERM, so a persistent broker saves) and start again on the same port."""
+        self.stop()
+        self.start()
+
+    def start(self) -> None:
+        """Start Mosquitto on this port and wait until it listens."""
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [find_mosquitto(), "-c", str(self.config)],

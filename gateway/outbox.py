@@ -59,7 +59,8 @@ class OutboxDamaged(TuquanError):
 def _quick_check(conn: sqlite3.Connection) -> None:
     rows = conn.execute("PRAGMA quick_check(5)").fetchall()
     if [r[0] for r in rows] != ["ok"]:
-        raise OutboxDamaged("quick_check: " + "; ".join(str(r[0]) for r in rows)[:300])
+        found = "; ".join(str(r[0]).replace("\n", "; ") for r in rows)
+        raise OutboxDamaged(f"quick_check: {found[:300]}")
 
 
 @dataclass(frozen=True)
