@@ -1,0 +1,128 @@
+"""The guarded outbox on its own: real SQLite files, damaged, removed and refused under it."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway.events import Event
+from gateway.guarded_outbox import MEMORY_LIMIT, GuardedOutbox
+from gateway.outbox import SENT, Outbox
+from gateway.outbox_files import SEQ_BLOCK, SeqRecord, salvage
+
+HUB = "hub-1"
+
+
+def event(kind: str = "telemetry", **data: object) -> Event:
+    return Event(kind=kind, zone="z", source="s", data=dict(data))
+
+
+def opened(path: Path, reports: list[Event] | None = None) -> GuardedOutbox:
+    box = GuardedOutbox(path, HUB, report=reports.append if reports is not None else None)
+    box.open()
+    return box
+
+
+def refuse_writes(box: GuardedOutbox) -> None:
+    box.conn.execute("PRAGMA query_only=1")
+
+
+def allow_writes(box: GuardedOutbox) -> None:
+    box.conn.execute("PRAGMA query_only=0")
+
+
+def test_numbering_resumes_after_the_reserved_block_when_the_file_is_gone(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    box = opened(path)
+    assert [e.seq for e in box.insert([event() for _ in range(5)])] == [1, 2, 3, 4, 5]
+    box.close()
+    path.unlink()
+    reports: list[Event] = []
+    box = opened(path, reports)
+    [e] = box.insert([event()])
+    assert e.seq > 5 + SEQ_BLOCK - 1  # every seq the old file may have published is skipped
+    assert [(r.kind, r.data["fault"], r.data["resumed_at"]) for r in reports] == [
+        ("storage_fault", "lost", e.seq)
+    ]
+
+
+def test_a_normal_restart_continues_without_a_gap(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    box = opened(path)
+    box.insert([event() for _ in range(3)])
+    box.close()
+    reports: list[Event] = []
+    box = opened(path, reports)
+    assert box.insert([event()])[0].seq == 4 and reports == []
+
+
+def test_a_disk_that_refuses_writes_holds_alarms_and_trouble_and_refuses_telemetry(
+    tmp_path: Path,
+) -> None:
+    reports: list[Event] = []
+    box = opened(tmp_path / "outbox.sqlite3", reports)
+    box.insert([event()])
+    refuse_writes(box)
+    panic, tamper, reading = box.insert([event("panic"), event("tamper"), event("telemetry")])
+    assert (panic.seq, tamper.seq, reading.seq) == (2, 3, 0)
+    assert box.health()["state"] == "read-only" and box.health()["in_memory"] == 2
+    assert [r.data["fault"] for r in reports] == ["read-only"]
+    # Held rows are drained like stored ones: the alarm first, then by priority and seq.
+    assert [r.seq for r in box.pending_alarms(-1, 10)] == [2]
+    assert [r.seq for r in box.pending_after(0, -1, 10)] == [3, 1]
+    box.mark_sent([2])
+    box.mark_delivered(ids=[tamper.id])  # receipted while only in memory: nothing to write
+    allow_writes(box)
+    box._next_retry = 0.0  # the next turn's retry, now
+    box.maintain()
+    assert box.health() == {"state": "ok", "in_memory": 0, "refused": 1}
+    assert box.state_of(panic.id) == SENT and box.state_of(tamper.id) is None
+    assert [r.qualifier for r in reports] == ["E", "R"]
+    box.close()
+    again = Outbox(tmp_path / "outbox.sqlite3", HUB)
+    assert again.last_seq == 3  # the seq given out in memory is used, for good
+
+
+def test_trouble_held_in_memory_is_capped_and_alarms_never_are(tmp_path: Path) -> None:
+    box = opened(tmp_path / "outbox.sqlite3")
+    refuse_writes(box)
+    box.insert([event("tamper") for _ in range(MEMORY_LIMIT)])
+    assert box.insert([event("tamper")])[0].seq == 0
+    assert box.insert([event("panic")])[0].seq > 0
+
+
+def test_salvage_keeps_only_rows_whose_payload_is_the_event(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path, HUB)
+    stored = box.insert([event() for _ in range(4)])
+    # One row's payload is damaged in place: it must not go out as an event.
+    box.conn.execute("UPDATE outbox SET payload=? WHERE seq=2", (b'{"id": "x", "seq": 2}',))
+    box.close()
+    found = salvage(path, HUB)
+    assert [r[0] for r in found.rows] == [1, 3, 4] and found.max_seq == 4
+    assert [r[1] for r in found.rows] == [stored[0].id, stored[2].id, stored[3].id]
+
+
+@pytest.mark.parametrize("content", [b"", b"banana", b"-3", b"9" * 40])
+def test_a_damaged_seq_record_reads_as_nothing_reserved(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "outbox.sqlite3.seq"
+    path.write_bytes(content)
+    record = SeqRecord(path)
+    assert record.load() == 0
+    assert record.reserve_through(10) and int(path.read_text()) == 10 + SEQ_BLOCK
+
+
+def test_a_file_that_is_not_a_database_is_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    path.write_bytes(b"not a database, just bytes" * 100)
+    reports: list[Event] = []
+    box = opened(path, reports)
+    assert box.insert([event("panic")])[0].seq == 1
+    aside = list(tmp_path.glob("outbox.sqlite3.damaged-*"))
+    assert len(aside) == 1 and aside[0].read_bytes().startswith(b"not a database")
+    assert [r.qualifier for r in reports] == ["E", "R"]
+    assert reports[0].data["quarantined"] == aside[0].name
+    with pytest.raises(sqlite3.DatabaseError):
+        sqlite3.connect(aside[0]).execute("SELECT 1 FROM outbox")
