@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from gateway.errors import TuquanError
 from gateway.events import NEW, RESTORE, Event, Priority
+from gateway.held_events import Held, HeldEvents
 from gateway.outbox import DELIVERED, PENDING, SENT, Outbox, OutboxDamaged, OutboxStats, Row
 from gateway.outbox_files import SEQ_BLOCK, SeqRecord, quarantine, salvage
 
@@ -49,22 +50,6 @@ _REASONS = {13: "full", 8: "read-only", 10: "io-error", 14: "cannot-open", 3: "n
 
 class StorageRefused(TuquanError):
     """The disk refuses writes and this event is not one the hub keeps in memory."""
-
-
-@dataclass
-class _Held:
-    """An event held in memory: its row as it will be written, and its state."""
-
-    seq: int
-    id: str
-    kind: str
-    priority: int
-    payload: bytes
-    state: int = PENDING
-    sent_at: float = 0.0
-
-    def row(self) -> Row:
-        return Row(self.seq, self.kind, self.priority, self.payload)
 
 
 @dataclass
@@ -129,8 +114,7 @@ class GuardedOutbox:
         self.generation = 0  # bumped when rows reappear (a fresh file): rescan from the start
         self.late_opens = 0  # the file opened after start (the disk refused it at first)
         self.storage = StorageHealth(since=time.time())
-        self._held: dict[int, _Held] = {}
-        self._held_ids: dict[str, int] = {}
+        self._held = HeldEvents()
         self._last_seq = 0
         self._next_retry = 0.0
         self._stats = OutboxStats()
@@ -322,7 +306,7 @@ class GuardedOutbox:
                 if is_damage(exc):
                     self._recover(exc)
                 return
-        rows = [(h.seq, h.id, h.kind, h.priority, h.state, h.payload) for h in self._held.values()]
+        rows = [h.stored() for h in self._held]
         try:
             self.db.insert_rows(rows)  # type: ignore[union-attr]
             # Seqs given out in memory and already delivered are used too: never again.
@@ -340,7 +324,6 @@ class GuardedOutbox:
             len(rows),
         )
         self._held.clear()
-        self._held_ids.clear()
         # Rows whose sent/delivered marks could not be written are pending again: rescan.
         self.generation += 1
         self.storage = StorageHealth(
@@ -376,7 +359,7 @@ class GuardedOutbox:
         return [self._hold(e) for e in events]
 
     def _hold(self, event: Event) -> Event:
-        seq = self._held_ids.get(event.id)
+        seq = self._held.seq_of(event.id)
         if seq is not None:
             return replace(event, seq=seq)
         priority = int(event.priority)
@@ -387,58 +370,27 @@ class GuardedOutbox:
             return replace(event, seq=0)
         self._last_seq += 1
         event = replace(event, seq=self._last_seq)
-        self._held[event.seq] = _Held(
-            event.seq, event.id, event.kind, priority, event.to_json(self.hub)
-        )
-        self._held_ids[event.id] = event.seq
+        self._held.add(Held(event.seq, event.id, event.kind, priority, event.to_json(self.hub)))
         return event
 
     def mark_sent(self, seqs: Sequence[int]) -> int:
-        rest = self._held_update(seqs, SENT)
+        rest = self._held.mark(seqs, SENT)
         return self._write(lambda db: db.mark_sent(rest), 0) + len(seqs) - len(rest)
 
     def mark_delivered(self, seqs: Sequence[int] = (), ids: Sequence[str] = ()) -> int:
-        rest_seqs = self._held_update(seqs, DELIVERED)
-        rest_ids = [i for i in ids if i not in self._held_ids]
-        done = len(seqs) - len(rest_seqs)
-        for event_id in ids:
-            if event_id in self._held_ids:
-                self._held.pop(self._held_ids.pop(event_id), None)
-                done += 1
+        rest_seqs = self._held.mark(seqs, DELIVERED)
+        done, rest_ids = self._held.deliver_ids(ids)
+        done += len(seqs) - len(rest_seqs)
         return done + self._write(lambda db: db.mark_delivered(rest_seqs, rest_ids), 0)
-
-    def _held_update(self, seqs: Sequence[int], state: int) -> list[int]:
-        """Apply a state to the held rows among ``seqs``; returns the others."""
-        if not self._held:
-            return list(seqs)
-        rest = []
-        for seq in seqs:
-            held = self._held.get(seq)
-            if held is None:
-                rest.append(seq)
-            elif state == DELIVERED:
-                del self._held[seq]
-                self._held_ids.pop(held.id, None)
-            else:
-                held.state, held.sent_at = state, time.time()
-        return rest
 
     def requeue_unconfirmed(self, older_than_s: float) -> list[tuple[int, int]]:
         cutoff = time.time() - older_than_s
-        back = self._held_requeue(lambda h: h.sent_at < cutoff)
+        back = self._held.requeue(lambda h: h.sent_at < cutoff)
         return back + self._write(lambda db: db.requeue_unconfirmed(older_than_s), back[:0])
 
     def requeue_sent(self, priority: int | None = None) -> list[tuple[int, int]]:
-        back = self._held_requeue(lambda h: priority is None or h.priority == priority)
+        back = self._held.requeue(lambda h: priority is None or h.priority == priority)
         return back + self._write(lambda db: db.requeue_sent(priority), back[:0])
-
-    def _held_requeue(self, which: Callable[[_Held], bool]) -> list[tuple[int, int]]:
-        back: list[tuple[int, int]] = []
-        for held in self._held.values():
-            if held.state == SENT and which(held):
-                held.state = PENDING
-                back.append((held.priority, held.seq))
-        return back
 
     def requeue_all_sent(self) -> int:
         return self._write(lambda db: db.requeue_all_sent(), 0)
@@ -451,47 +403,25 @@ class GuardedOutbox:
     def pending_alarms(self, after_seq: int, limit: int) -> list[Row]:
         none: list[Row] = []
         rows = self._read(lambda db: db.pending_alarms(after_seq, limit), none)
-        if self._held:
-            rows += [
-                h.row()
-                for h in self._held.values()
-                if h.state == PENDING and h.priority == _ALARM and h.seq > after_seq
-            ]
-            rows = sorted(rows, key=lambda r: r.seq)[:limit]
-        return rows
+        return self._held.merge_alarms(rows, after_seq, limit)
 
     def pending_after(self, priority: int, seq: int, limit: int) -> list[Row]:
         none: list[Row] = []
         rows = self._read(lambda db: db.pending_after(priority, seq, limit), none)
-        if self._held:
-            rows += [
-                h.row()
-                for h in self._held.values()
-                if h.state == PENDING
-                and h.priority != _ALARM
-                and (h.priority, h.seq) > (priority, seq)
-            ]
-            rows = sorted(rows, key=lambda r: (r.priority, r.seq))[:limit]
-        return rows
+        return self._held.merge_after(rows, priority, seq, limit)
 
     def counts(self) -> dict[str, int]:
         out = self._read(lambda db: db.counts(), {"pending": 0, "sent": 0, "delivered": 0})
-        for held in self._held.values():
-            state = "pending" if held.state == PENDING else "sent"
-            out[state] = out.get(state, 0) + 1
-            name = f"undelivered_{Priority(held.priority).name.lower()}"
-            out[name] = out.get(name, 0) + 1
-        if self._held:
-            out["in_memory"] = len(self._held)
-        return out
+        return self._held.add_counts(out)
 
     def held(self, seq: int) -> bool:
         """True while the event is only in memory (not on disk, not delivered)."""
         return seq in self._held
 
     def state_of(self, event_id: str) -> int | None:
-        if event_id in self._held_ids:
-            return self._held[self._held_ids[event_id]].state
+        state = self._held.state_of(event_id)
+        if state is not None:
+            return state
         return self._read(lambda db: db.state_of(event_id), None)
 
     def health(self) -> dict[str, Any]:
@@ -526,7 +456,7 @@ class GuardedOutbox:
 
     def close(self) -> None:
         """Close the file. Events still only in memory are logged whole: the last record."""
-        for held in self._held.values():
+        for held in self._held:
             log.error(
                 "event %s (seq %d) was never written to disk nor receipted: %s",
                 held.id,
