@@ -21,6 +21,7 @@ from bench import common
 from bench.broker import Broker, mosquitto
 from gateway.dispatcher import Dispatcher
 from gateway.events import Event
+from gateway.guarded_outbox import GuardedOutbox
 from gateway.outbox import Outbox
 from gateway.topics import HubTopics
 from gateway.uplink import BrokerSettings, Uplink, UplinkHandlers
@@ -133,7 +134,8 @@ def run_hub(
 ) -> float:
     path = workdir / f"outbox-{window}-{inflight}.sqlite3"
     shutil.copy(filled, path)
-    outbox = Outbox(path, "bench-hub", max_events=max(n, 100_000))
+    # The outbox the hub runs: the file behind its guard (opened by the store thread).
+    outbox = GuardedOutbox(path, "bench-hub", max_events=max(n, 100_000))
     hub_id = f"hub-{uuid.uuid4().hex[:6]}"
     topics = HubTopics("bench", hub_id)
     sub = Subscriber(broker, topics.event("telemetry"), n, workdir)
