@@ -191,19 +191,26 @@ def test_an_outbox_damaged_while_running_is_replaced_and_the_alarm_goes_out(
         running_hub(mosquitto, hub_dir) as hub,
     ):
         hub.handle({"cmd": "emit", "kind": "telemetry", "count": BACKLOG})
-        # Pages of the file are overwritten under the running hub (a failing card).
-        hub.hub.dispatcher.call(lambda o: o.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
-        hub.hub.dispatcher.call(lambda o: None).result(5)
-        with (hub_dir / OUTBOX_FILE).open("r+b") as f:
-            f.seek(4096)
-            f.write(bytes(range(256)) * 64)
-        # The next read of those pages fails "malformed": the file is replaced at once.
-        hub.hub.dispatcher.call(lambda o: o.conn.execute("PRAGMA quick_check")).result(5)
+        # Everything into the main file, and a page cache so small that SQLite reads pages
+        # from the disk again: the damage below is seen as a failing card's would be.
+        for sql in ("PRAGMA wal_checkpoint(TRUNCATE)", "PRAGMA cache_size=1"):
+            hub.hub.dispatcher.call(lambda o, sql=sql: o.conn.execute(sql)).result(5)
+        path = hub_dir / OUTBOX_FILE
+        size = path.stat().st_size
+        with path.open("r+b") as f:  # every page but the first two (header, schema)
+            f.seek(8192)
+            f.write(random.Random(5).randbytes(size - 8192))
         press_panic(hub)
+        hub.handle({"cmd": "emit", "kind": "telemetry", "count": 5})
+        new = sub.wait_until(lambda ms: any(f["qualifier"] == "E" for f in faults(sub)), timeout=15)
+        fault = next(f for f in faults(sub) if f["qualifier"] == "E")
+        assert fault["data"]["fault"] == "damaged"
+        assert (hub_dir / fault["data"]["quarantined"]).exists()
+        # The alarm pressed onto the damaged file went out, from the fresh one.
         sub.wait_until(lambda ms: any(m.json()["kind"] == "panic" for m in ms), timeout=15)
         before = hub.hub.outbox.last_seq
-        hub.handle({"cmd": "emit", "kind": "telemetry", "count": 5})
-        assert hub.hub.outbox.last_seq == before + 5  # writing again, on the fresh file
+        answer = hub.handle({"cmd": "emit", "kind": "telemetry", "count": 5})
+        assert answer["ok"] and hub.hub.outbox.last_seq == before + 5  # on the fresh file
 
 
 def test_a_damaged_seq_record_is_reported_and_rewritten(mosquitto, tmp_path: Path) -> None:
