@@ -202,7 +202,7 @@ def test_an_outbox_damaged_while_running_is_replaced_and_the_alarm_goes_out(
             f.write(random.Random(5).randbytes(size - 8192))
         press_panic(hub)
         hub.handle({"cmd": "emit", "kind": "telemetry", "count": 5})
-        new = sub.wait_until(lambda ms: any(f["qualifier"] == "E" for f in faults(sub)), timeout=15)
+        sub.wait_until(lambda ms: any(f["qualifier"] == "E" for f in faults(sub)), timeout=15)
         fault = next(f for f in faults(sub) if f["qualifier"] == "E")
         assert fault["data"]["fault"] == "damaged"
         assert (hub_dir / fault["data"]["quarantined"]).exists()
