@@ -228,7 +228,7 @@ class Dispatcher:
                 if self.outbox.generation != generation:
                     # A fresh file with rows saved from a damaged one, or marks that could not
                     # be written: look at every pending row again.
-                    generation, late_opens = self.outbox.generation, self.outbox.late_opens
+                    generation = self.outbox.generation
                     self._alarm_cursor, self._other_cursor = -1, _START
                     self._alarms_due = True
                 self._apply(ops)
