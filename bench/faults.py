@@ -175,8 +175,30 @@ def damaged_start(root: Path, damage: bool, rows: int) -> float:
 
 
 def main() -> None:
-    args = common.parser(__doc__.splitlines()[0]).parse_args()
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument(
+        "--case",
+        action="append",
+        choices=CASES,
+        help="run only these cases (default all): " + ", ".join(CASES),
+    )
+    args = p.parse_args()
+    cases = args.case or CASES
     rounds = 2 if args.quick else 5
+    results: dict[str, Any] = {}
+    if "restart" in cases:
+        results.update(restart_cases(args, rounds))
+    if "refused-disk" in cases:
+        results.update(refused_disk_case(args))
+    if "damaged-start" in cases:
+        results.update(damaged_start_case(args, rounds))
+    common.report("faults", args, results)
+
+
+CASES = ("restart", "refused-disk", "damaged-start")
+
+
+def restart_cases(args: Any, rounds: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
     rows = []
     for persistence in (False, True):
@@ -196,6 +218,11 @@ def main() -> None:
             rows.append([name, results[name]["median_s"], results[name]["max_s"], "<= 5 s"])
     common.table("Outage panics stored after the broker and the receiver are back (s)",
                  ["case", "median", "max", "goal"], rows)  # fmt: skip
+    return results
+
+
+def refused_disk_case(args: Any) -> dict[str, Any]:
+    results: dict[str, Any] = {}
     with temp_dir(args.data_root, "bench-faults-") as root:
         results["refused disk"] = refused_disk(root, 20 if args.quick else 100)
     r = results["refused disk"]
@@ -205,6 +232,11 @@ def main() -> None:
         [["working disk", r["healthy_p50_ms"], r["healthy_p99_ms"]],
          ["disk refusing writes", r["refused_p50_ms"], r["refused_p99_ms"]]],
     )  # fmt: skip
+    return results
+
+
+def damaged_start_case(args: Any, rounds: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
     starts: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(rounds):
         for damage in (False, True):
@@ -221,7 +253,7 @@ def main() -> None:
         ["outbox", "median", "ratio"],
         [["sound", s["sound_s"], 1.0], ["middle pages overwritten", s["damaged_s"], s["ratio"]]],
     )
-    common.report("faults", args, results)
+    return results
 
 
 if __name__ == "__main__":
