@@ -67,7 +67,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from gateway.errors import ConfigError
+    from gateway.errors import ConfigError, HardwareError
     from gateway.logs import setup_logging
 
     setup_logging(args.log_level)
@@ -97,6 +97,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             service = Hub(cfg, data_dir, broker=args.broker)
     except ConfigError as exc:
         _print_config_errors(exc, args.config or "configuration")
+        return 2
+    except HardwareError as exc:  # a pin or the GPIO library: the message says what to do
+        from sensors.gpio import close_all
+
+        close_all()  # the pins claimed before the one that failed
+        print(exc, file=sys.stderr)
         return 2
     service.start()
     try:
