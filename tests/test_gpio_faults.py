@@ -84,6 +84,19 @@ class FailingPin(MockPin):
         super()._set_state(value)
 
 
+class LgpioError(Exception):
+    """What lgpio raises (``lgpio.error``), with its texts; lgpio is not installed here."""
+
+
+class RefusingPin(MockPin):
+    """A mock pin that cannot be claimed, as LGPIOPin's constructor fails on a Pi."""
+
+    error: Exception = LgpioError("GPIO busy")
+
+    def __init__(self, factory: Any, info: Any) -> None:
+        raise self.error
+
+
 def run_hub(config: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "hub.toml"
     path.write_text(config)
@@ -168,6 +181,33 @@ def test_a_pin_already_claimed_stops_the_hub_with_a_clear_error_and_frees_its_pi
         OutputDevice(23, pin_factory=factory).close()
     finally:
         holder.close()
+        factory.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (LgpioError("GPIO busy"), ["GPIO 22 is held by another program", "gpioinfo"]),
+        (PermissionError(errno.EACCES, "Permission denied"), ["gpio group", "usermod -aG gpio"]),
+        (LgpioError("can not open gpiochip"), ["no access to the GPIO chip", "gpio group"]),
+        (FileNotFoundError(errno.ENOENT, "No such file"), ["no GPIO chip found", "USB GPIO"]),
+    ],
+)
+def test_what_the_gpio_library_raises_becomes_what_to_do(
+    error: Exception, says: list[str], tmp_path: Path
+) -> None:
+    silence = '[[inputs]]\nname = "silence-1"\nkind = "silence"\npin = 22\n'
+    factory = MockFactory()
+    try:
+        factory.pin_class = type("Refusing", (RefusingPin,), {"error": error})
+        with pytest.raises(HardwareError) as caught:
+            GpioInputs(config(HUB + silence, tmp_path).inputs, print, factory)
+        message = str(caught.value)
+        assert message.startswith("cannot open input 'silence-1' on GPIO 22: ")
+        assert str(error) in message
+        for text in says:
+            assert text in message
+    finally:
         factory.close()
 
 
