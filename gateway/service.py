@@ -33,7 +33,7 @@ from gateway.safe_json import loads_untrusted
 from gateway.snapshots import SnapshotPublisher
 from gateway.topics import HubTopics
 from gateway.uplink import BrokerSettings, Uplink, UplinkHandlers
-from sensors.gpio import GpioInputs, make_outputs
+from sensors.gpio import GpioInputs, make_outputs, output_faults
 from sensors.modbus import ModbusPollers
 from sensors.serial_bus import SerialBuses
 
@@ -356,6 +356,7 @@ class Hub:
             "clock_synced": self.clock.synced(),
             "inputs": self.inputs.states(),
             "sounding": self.rules.sounding(),
+            "output_faults": output_faults(self.outputs),
             "malformed_commands": self.malformed_commands,
             "bad_receipts": self.uplink.stats.bad_receipts,
             "buses": self.buses.health(),
