@@ -30,6 +30,7 @@ from gateway.dispatcher import Dispatcher
 from gateway.events import NEW, RESTORE, Event
 from gateway.guarded_outbox import GuardedOutbox
 from gateway.safe_json import loads_untrusted
+from gateway.sdnotify import SystemdNotifier
 from gateway.snapshots import SnapshotPublisher
 from gateway.topics import HubTopics
 from gateway.uplink import BrokerSettings, Uplink, UplinkHandlers
@@ -72,6 +73,7 @@ class Hub:
         pin_factory: Any = None,
         broker: tuple[str, int] | None = None,
         camera_sources: Mapping[str, Any] | None = None,
+        notifier: SystemdNotifier | None = None,
     ) -> None:
         self.cfg = cfg
         self.data_dir = Path(data_dir)
@@ -82,6 +84,9 @@ class Hub:
         self.topics = HubTopics(cfg.hub.commune, cfg.hub.id)
         self.snapshots: SnapshotPublisher | None = None
         self.clock = ClockStatus()
+        # systemd's watchdog is pinged from the store thread's turns: if the thread that owns
+        # the outbox hangs (a disk that never answers), the pings stop and systemd restarts us.
+        self._notifier = notifier if notifier is not None else SystemdNotifier.from_env()
         # Outputs and the siren's rules first: nothing below (the disk, the broker) may keep
         # the siren from sounding. The outbox file is opened later, by the store thread.
         self.outputs = make_outputs(cfg.outputs, pin_factory)
@@ -102,6 +107,7 @@ class Hub:
             receipt_timeout_s=cfg.uplink.receipt_timeout_s,
             health_interval_s=cfg.uplink.health_interval_s,
             health_extra=self._health_extra,
+            on_turn=self._notifier.watchdog,
         )
         self.uplink = Uplink(
             broker_settings(cfg, broker),
@@ -144,12 +150,14 @@ class Hub:
         if self.cfg.cameras:
             self._start_cameras()
         self._running = True
+        self._notifier.ready()  # inputs, outputs and cameras are up (the model is loaded)
 
     def stop(self, drain_timeout_s: float = 5.0) -> None:
         """Stop taking input, publish what can go out within the timeout, close everything."""
         if not self._running:
             return
         self._running = False
+        self._notifier.stopping()
         log.info("hub stopping")
         self.inputs.close()
         self.buses.close()
