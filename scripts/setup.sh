@@ -7,6 +7,7 @@
 #     or damaged);
 #   - Mosquitto, the broker the tests and the demo start (apt-get, where it is missing);
 #   - with --clients, also mosquitto_sub/mosquitto_pub (package mosquitto-clients);
+#   - systemd-analyze (package systemd, where it is missing), which scores the unit files;
 #   - GStreamer's RTSP server for the system Python (apt-get, where missing): the camera tests
 #     serve a real RTSP camera on loopback with it (they are skipped without it);
 #   - where package.json exists, Node.js and npm (apt-get) and its packages (npm ci; again only
@@ -102,6 +103,11 @@ if ! have mosquitto; then
 fi
 if [ "$clients" = 1 ] && ! have mosquitto_sub; then
     apt_install mosquitto-clients
+fi
+
+# -- systemd-analyze (tests/test_systemd.py scores and verifies the unit files offline) --------
+if ! have systemd-analyze; then
+    apt_install systemd || say "systemd not installed: the unit file tests will be skipped"
 fi
 
 # -- GStreamer RTSP server (tests/rtsp_server.py runs under /usr/bin/python3) -----------------

@@ -10,6 +10,8 @@
 #     Raspberry Pi, with Raspberry Pi OS's python3-lgpio (the venv sees the system packages);
 #   - creates the system user "tuquan", in the groups gpio, dialout and video where they exist;
 #   - puts the example config in /etc/tuquan if there is none (it never overwrites a config);
+#   - for the hub, loads the USB-serial drivers at boot (/etc/modules-load.d/tuquan.conf), so
+#     the unit's device allow list covers adapters plugged in later;
 #   - installs and enables the unit, and (re)starts it if its config was already there and is
 #     valid. A config that was just copied from the example is left for you to edit first.
 set -euo pipefail
@@ -27,7 +29,7 @@ for arg in "$@"; do
     case $arg in
         --receiver) role=receiver ;;
         -h | --help)
-            sed -n '2,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+            sed -n '2,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
             exit 0
             ;;
         *)
@@ -143,6 +145,14 @@ EOF
 fi
 
 # -- the unit --------------------------------------------------------------------------------
+if [ "$role" = hub ]; then
+    # The unit lets the hub open USB-serial adapters by device class (DeviceAllow=char-ttyUSB,
+    # char-ttyACM), and systemd finds a class only if its driver is loaded when the unit
+    # starts: load them at every boot, so an adapter plugged in later is allowed too.
+    printf '%s\n' "# tuquan.service: serial adapters plugged in after boot (DeviceAllow=)" \
+        usbserial cdc_acm >/etc/modules-load.d/tuquan.conf
+    modprobe -a usbserial cdc_acm 2>/dev/null || say "could not load usbserial/cdc_acm now"
+fi
 install -m 0644 "$SRC/systemd/$UNIT" "$UNIT_DIR/$UNIT"
 systemd_running=0
 if [ -d /run/systemd/system ]; then
