@@ -178,6 +178,7 @@ class Uplink:
         self._pings: dict[int, float] = {}  # ping number -> monotonic time sent
         self._ping_n = 0
         self._next_ping = 0.0
+        self._ping_mids: set[int] = set()  # pings not yet PUBACKed (kept from the handlers)
         self._ping_refused_logged = False
         self._takeover_episode = False
         self._prev_close: float | None = None  # when the broker last ended a connection
@@ -329,7 +330,10 @@ class Uplink:
                 del self._pings[old]
             self._next_ping = now + self.liveness.ping_interval_s
         payload = json.dumps({"n": n, "ts": round(time.time(), 3)}, separators=(",", ":"))
-        self.client.publish(self.topics.ping, payload.encode(), qos=1)
+        info = self.client.publish(self.topics.ping, payload.encode(), qos=1)
+        if len(self._ping_mids) > 64:  # PUBACKs lost with a connection
+            self._ping_mids.clear()
+        self._ping_mids.add(info.mid)  # a PUBACK quicker than this goes to the handlers: harmless
         self.stats.pings += 1
 
     def _went_silent(self, now: float) -> None:
@@ -530,6 +534,17 @@ class Uplink:
     ) -> None:
         try:
             self._heard()  # every publish is QoS 1: this is the broker's PUBACK
+            if mid in self._ping_mids:
+                self._ping_mids.discard(mid)
+                if reason_code.is_failure and not self._ping_refused_logged:
+                    self._ping_refused_logged = True
+                    log.warning(
+                        "the broker refuses the hub's pings on %s (%s): let the hub write and"
+                        " read it in the ACL; until then only PUBACKs show the link alive",
+                        self.topics.ping,
+                        reason_code,
+                    )
+                return
             self.handlers.published(mid, not reason_code.is_failure)
         except Exception:
             log.exception("error in on_publish")
