@@ -1,5 +1,6 @@
 """Wires one hub together: outbox, store thread, uplink, GPIO, sensor buses, Modbus
-detectors, cameras, local alarm rules.
+detectors, cameras, local alarm rules, and the link report (the status LED and the ``uplink``
+trouble event, gateway/link_report.py).
 
 The hardware comes in as a gpiozero pin factory (lgpio on a Pi, MockFactory in simulation) and,
 for cameras, optional frame sources that replace the ones the config describes (the simulator's
