@@ -357,11 +357,27 @@ class BrokerConfig(_Frozen):
 
 
 class UplinkConfig(_Frozen):
-    """``[uplink]``: when an event counts as delivered, and how often health is published."""
+    """``[uplink]``: when an event counts as delivered, how often health is published, how a
+    silent link is found and reported (``status_led`` is checked against ``[[outputs]]``)."""
 
     receipts: StrictBool = True
     receipt_timeout_s: Seconds = 60.0
     health_interval_s: Seconds = 30.0
+    ping_interval_s: Seconds = 5.0
+    link_timeout_s: Seconds = 15.0
+    trouble_after_s: NonNegativeSeconds = 20.0
+    status_led: Name | None = None
+
+    @field_validator("link_timeout_s", mode="after")
+    @classmethod
+    def _longer_than_the_pings(cls, value: float, info: ValidationInfo) -> float:
+        ping = info.data.get("ping_interval_s")
+        if ping is not None and value <= ping:
+            raise ValueError(
+                f"must be more than ping_interval_s ({ping:g} s): a link is silent only once a "
+                "ping has had time to come back"
+            )
+        return value
 
 
 class OutboxConfig(_Frozen):
@@ -909,7 +925,7 @@ class Config(_Frozen):
         ctx = info.context
         if isinstance(ctx, _Context) and ctx.cross_checked:
             return self
-        errors = cross_table_errors({name: getattr(self, name) for name in _ARRAYS})
+        errors = cross_table_errors({name: getattr(self, name) for name in (*_ARRAYS, "uplink")})
         if errors:
             raise ValueError("; ".join(f"{path}: {msg}" for path, msg in errors))
         return self
@@ -1030,8 +1046,36 @@ def cross_table_errors(data: Mapping[str, Any]) -> list[tuple[str, str]]:
         else:
             msg = f"no output named {output!r}: there are no [[outputs]]"
         errors.append((f"rules[{index}].output", msg))
+    errors.extend(_status_led_errors(data, outputs))
     errors.extend(_serial_errors(data))
     return errors
+
+
+def _status_led_errors(data: Mapping[str, Any], outputs: Sequence[str]) -> list[tuple[str, str]]:
+    """``uplink.status_led`` names an output that no alarm rule drives."""
+    uplink = data.get("uplink")
+    led = _get(uplink, "status_led") if isinstance(uplink, Mapping | BaseModel) else None
+    if not isinstance(led, str):
+        return []
+    if led not in outputs:
+        known = f" (outputs: {', '.join(outputs)})" if outputs else ": there are no [[outputs]]"
+        return [("uplink.status_led", f"no output named {led!r}{known}")]
+    if "rules" in data:
+        driven = {_get(rule, "output"): f"rules[{i}]" for i, rule in _entries(data, "rules")}
+    else:  # no rules key: one rule per siren (Config._default_tables)
+        driven = {
+            _get(out, "name"): "the default siren rule"
+            for _, out in _entries(data, "outputs")
+            if _get(out, "kind") == "siren"
+        }
+    if led in driven:
+        return [
+            (
+                "uplink.status_led",
+                f"{led!r} is driven by {driven[led]}: the status LED needs an output of its own",
+            )
+        ]
+    return []
 
 
 _WHAT_SECTION_HOLDS = {

@@ -1,5 +1,6 @@
 """Wires one hub together: outbox, store thread, uplink, GPIO, sensor buses, Modbus
-detectors, cameras, local alarm rules.
+detectors, cameras, local alarm rules, and the link report (the status LED and the ``uplink``
+trouble event, gateway/link_report.py).
 
 The hardware comes in as a gpiozero pin factory (lgpio on a Pi, MockFactory in simulation) and,
 for cameras, optional frame sources that replace the ones the config describes (the simulator's
@@ -29,11 +30,12 @@ from gateway.config import Config
 from gateway.dispatcher import Dispatcher
 from gateway.events import NEW, RESTORE, Event
 from gateway.guarded_outbox import GuardedOutbox
+from gateway.link_report import LinkReport
 from gateway.safe_json import loads_untrusted
 from gateway.sdnotify import SystemdNotifier
 from gateway.snapshots import SnapshotPublisher
 from gateway.topics import HubTopics
-from gateway.uplink import BrokerSettings, Uplink, UplinkHandlers
+from gateway.uplink import BrokerSettings, Liveness, Uplink, UplinkHandlers
 from sensors.gpio import GpioInputs, make_outputs, output_faults
 from sensors.modbus import ModbusPollers
 from sensors.serial_bus import SerialBuses
@@ -62,6 +64,14 @@ def broker_settings(cfg: Config, override: tuple[str, int] | None = None) -> Bro
         key_file=str(tls.key_file) if tls and tls.key_file else None,
         tls_insecure=bool(tls and tls.insecure),
     )
+
+
+def status_led_name(cfg: Config) -> str | None:
+    """``uplink.status_led``, else the first LED output that no alarm rule drives."""
+    if cfg.uplink.status_led is not None:
+        return cfg.uplink.status_led
+    driven = {rule.output for rule in cfg.rules}
+    return next((o.name for o in cfg.outputs if o.kind == "led" and o.name not in driven), None)
 
 
 class Hub:
@@ -109,6 +119,13 @@ class Hub:
             health_extra=self._health_extra,
             on_turn=self._notifier.watchdog,
         )
+        led = status_led_name(cfg)
+        self.link_report = LinkReport(
+            self.emit,
+            trouble_after_s=cfg.uplink.trouble_after_s,
+            led=self.outputs[led] if led is not None else None,
+            led_name=led,
+        )
         self.uplink = Uplink(
             broker_settings(cfg, broker),
             self.topics,
@@ -118,7 +135,10 @@ class Hub:
                 published=self._on_published,
                 receipt=self.dispatcher.on_receipt,
                 command=self._on_command,
+                receiver_online=self.dispatcher.on_receiver_online,
+                link_changed=self.link_report.changed,
             ),
+            liveness=Liveness(cfg.uplink.ping_interval_s, cfg.uplink.link_timeout_s),
         )
         self.dispatcher.attach(self.uplink)
         self.inputs = GpioInputs(cfg.inputs, self.emit, pin_factory)
@@ -141,6 +161,7 @@ class Hub:
     def start(self) -> None:
         log.info("hub %s (commune %s) starting", self.cfg.hub.id, self.cfg.hub.commune)
         self.dispatcher.start()
+        self.link_report.start()
         self.uplink.start()
         self.inputs.start()
         self.buses.start()
@@ -166,6 +187,7 @@ class Hub:
             self.cameras.stop()
         if self.snapshots is not None:
             self.snapshots.stop()
+        self.link_report.close()  # before the store thread ends: it may still emit
         self.dispatcher.stop(drain_timeout_s)
         self.uplink.stop()
         self.rules.close()
@@ -359,8 +381,13 @@ class Hub:
             result.update(ok=False, error=f"unknown command {name[:40]!r}")
         self.uplink.publish_json(self.topics.cmd_result, result)
 
+    def uplink_health(self) -> dict[str, Any]:
+        """Health's ``uplink``: the link's state, round trip, outages, takeovers, the LED."""
+        return {**self.uplink.health(), **self.link_report.health()}
+
     def _health_extra(self) -> dict[str, Any]:
         return {
+            "uplink": self.uplink_health(),
             "clock_synced": self.clock.synced(),
             "inputs": self.inputs.states(),
             "sounding": self.rules.sounding(),

@@ -17,6 +17,8 @@ class HubTopics:
         self.receipt = f"{self.base}/receipt"
         self.cmd_filter = f"{self.base}/cmd/+"
         self.cmd_result = f"{self.base}/cmd_result"
+        # The hub publishes to it and subscribes to it: the echo proves the broker routes to us.
+        self.ping = f"{self.base}/ping"
 
     def event(self, kind: str) -> str:
         return f"{self.base}/event/{kind}"

@@ -3,6 +3,20 @@
 paho's network thread runs every callback below. Callbacks only hand data on to the callables
 the uplink was given (which enqueue for the store thread) and never raise: an exception in a
 paho callback would kill its loop thread.
+
+A link can be silent without closing (a dead NAT entry, a black-holed route): TCP stays open,
+nothing passes, and paho's keepalive notices only after about twice ``keepalive_s``. So a
+watch thread of the uplink's own ("uplink-watch") publishes a small ping to the hub's own
+``ping`` topic, which it subscribes to, every ``ping_interval_s``: the PUBACK proves the broker
+reachable, the echo that it routes to us. Anything heard from the broker (echo, PUBACK, SUBACK,
+any message) keeps the link alive; nothing for ``link_timeout_s`` marks it silent, and the
+watch thread shuts the socket down. paho's own thread then sees the connection end, reports
+it like any lost connection and reconnects with its usual backoff (a ``disconnect()`` would
+stop paho's reconnect loop for good).
+
+Another client connecting with this hub's client id takes its session over (MQTT 5 DISCONNECT
+reason 142): logged once per episode, counted, and followed by a long wait before reconnecting,
+so two hubs sharing an id do not knock each other off every second.
 """
 
 from __future__ import annotations
@@ -11,12 +25,15 @@ import contextlib
 import json
 import logging
 import random
+import socket
 import ssl
 import sys
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -24,12 +41,24 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from gateway.topics import HubTopics
+from gateway.safe_json import loads_untrusted
+from gateway.topics import HubTopics, receiver_status_topic
 
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600  # keep receipts and commands queued through a week offline
 ONLINE, OFFLINE = b"online", b"offline"
+
+# The link's state in health: connected and heard from, found silent, or not connected.
+LINK_ONLINE, LINK_SILENT, LINK_OFFLINE = "online", "silent", "offline"
+SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason: another client connected with our id
+TAKEOVER_BACKOFF_S = 30  # at least this long before reconnecting after a takeover
+TAKEOVER_QUIET_S = 60.0  # a connection that lasts this long ends a takeover episode
+TAKEOVER_SUSPECT_S = 10.0  # a broker's close this soon after a connect may be a takeover
+RECEIPT_MAX_BYTES = 256 * 1024  # a receipt names at most a few thousand ids
+RECEIVER_STATUS_MAX_BYTES = 4096
+PING_MAX_BYTES = 256
+WATCH_STEP_S = 0.25  # how often the watch thread looks at the link
 
 
 @dataclass(frozen=True)
@@ -52,15 +81,55 @@ class BrokerSettings:
         return f"BrokerSettings(host={self.host!r}, port={self.port}, client_id={self.client_id!r})"
 
 
+@dataclass(frozen=True)
+class Liveness:
+    """How the uplink proves the link works (the config's ``[uplink]`` keys of these names)."""
+
+    ping_interval_s: float = 5.0
+    link_timeout_s: float = 15.0  # nothing heard this long: the link is silent
+
+
+@dataclass(frozen=True)
+class Outage:
+    """One loss of an established link."""
+
+    cause: str  # "silent", "disconnected" or "takeover"
+    started: float  # time.time() when it was lost
+    started_mono: float  # time.monotonic() then
+
+
+@dataclass(frozen=True)
+class LinkStatus:
+    """The link as the uplink sees it, handed to ``UplinkHandlers.link_changed``."""
+
+    state: str  # LINK_ONLINE, LINK_SILENT or LINK_OFFLINE
+    since: float  # time.time() of the last change of state
+    outage: Outage | None  # the loss under way (None while online, and before a first connect)
+    ended: Outage | None = None  # on the change back to online: the outage that just ended
+    down_s: float | None = None  # ... and how long it lasted
+
+
+def _nothing() -> None:
+    pass
+
+
+def _ignore_status(status: LinkStatus) -> None:
+    pass
+
+
 @dataclass
 class UplinkHandlers:
-    """Where the uplink reports. Each runs on paho's network thread and must be quick."""
+    """Where the uplink reports. Each runs on paho's network thread and must be quick;
+    ``disconnected`` and ``link_changed`` also run on the uplink's watch thread (a silent
+    link). ``link_changed`` is called in the order of the changes."""
 
     connected: Callable[[], None]
     disconnected: Callable[[], None]
     published: Callable[[int, bool], None]  # (mid, broker accepted it)
     receipt: Callable[[list[str]], None]
     command: Callable[[str, bytes, bool], None]  # name, payload, retained
+    receiver_online: Callable[[], None] = field(default=_nothing)  # the receiver (re)subscribed
+    link_changed: Callable[[LinkStatus], None] = field(default=_ignore_status)
 
 
 @dataclass
@@ -68,6 +137,12 @@ class UplinkStats:
     connects: int = 0
     disconnects: int = 0
     bad_receipts: int = 0
+    outages: int = 0  # losses of an established link, whatever the cause
+    silent: int = 0  # ... of which found silent by the pings
+    takeovers: int = 0  # disconnected because another client used our client id
+    bad_receiver_status: int = 0
+    pings: int = 0
+    echoes: int = 0
 
 
 class Uplink:
@@ -78,14 +153,38 @@ class Uplink:
         handlers: UplinkHandlers,
         *,
         max_inflight: int = 64,
+        liveness: Liveness | None = None,
     ) -> None:
         self.settings = settings
         self.topics = topics
         self.handlers = handlers
+        self.liveness = liveness or Liveness()
+        self.receiver_status = receiver_status_topic(topics.commune)
         self.stats = UplinkStats()
         self.connected = False
         self._stopping = False
         self._last_fail: tuple[str, float] = ("", 0.0)
+        # The link's state: written by paho's thread and the watch thread, under the lock.
+        # The lock is never held while calling into paho (paho calls us holding its own).
+        self._lock = threading.Lock()
+        self._state = LINK_OFFLINE
+        self._since = time.time()
+        self._outage: Outage | None = None
+        self._last_down_s: float | None = None
+        self._last_heard = 0.0  # monotonic: the last sign of life from the broker
+        self._connected_since = 0.0
+        self._attempt_started: float | None = None  # a CONNECT waiting for its CONNACK
+        self._rtt_ms: float | None = None
+        self._pings: dict[int, float] = {}  # ping number -> monotonic time sent
+        self._ping_n = 0
+        self._next_ping = 0.0
+        self._ping_mids: set[int] = set()  # pings not yet PUBACKed (kept from the handlers)
+        self._ping_refused_logged = False
+        self._takeover_episode = False
+        self._prev_close: float | None = None  # when the broker last ended a connection
+        self._hard_backoff = False
+        self._stop_watch = threading.Event()
+        self._watch = threading.Thread(target=self._watch_loop, name="uplink-watch", daemon=True)
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
@@ -97,7 +196,8 @@ class Uplink:
         # draws its own pair so 4,000 hubs don't reconnect in lockstep after a broker restart.
         # The cap stays short because an alarm waits for it: 4,000 hubs retrying every 20-30 s
         # are ~150 connection attempts a second, which any broker takes.
-        client.reconnect_delay_set(min_delay=random.randint(1, 2), max_delay=random.randint(20, 30))
+        self._delays = (random.randint(1, 2), random.randint(20, 30))
+        client.reconnect_delay_set(min_delay=self._delays[0], max_delay=self._delays[1])
         if settings.username:
             client.username_pw_set(settings.username, settings.password)
         if settings.tls or settings.ca_file:
@@ -114,6 +214,8 @@ class Uplink:
         client.on_connect_fail = self._on_connect_fail
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        client.on_pre_connect = self._on_pre_connect
         self.client = client
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -130,10 +232,14 @@ class Uplink:
             properties=props,
         )
         self.client.loop_start()
+        self._watch.start()
 
     def stop(self) -> None:
         """Say offline (a clean disconnect does not fire the will) and close."""
         self._stopping = True
+        self._stop_watch.set()
+        if self._watch.is_alive():
+            self._watch.join(5.0)
         if self.connected:
             info = self.client.publish(self.topics.status, OFFLINE, qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):
@@ -153,6 +259,140 @@ class Uplink:
             topic, json.dumps(obj, separators=(",", ":")).encode(), retain=retain, qos=qos
         )
 
+    # -- the link's state (any thread) ----------------------------------------------------
+
+    @property
+    def online(self) -> bool:
+        """Connected and not found silent."""
+        return self._state == LINK_ONLINE
+
+    def health(self) -> dict[str, Any]:
+        """Health's ``uplink`` object (docs/operations.md#health)."""
+        with self._lock:
+            outage = self._outage
+            return {
+                "state": self._state,
+                "since": _iso(self._since),
+                "cause": outage.cause if outage else None,
+                "rtt_ms": self._rtt_ms,
+                "outages": self.stats.outages,
+                "silent": self.stats.silent,
+                "takeovers": self.stats.takeovers,
+                "last_down_s": self._last_down_s,
+                "bad_receiver_status": self.stats.bad_receiver_status,
+            }
+
+    def _status(self, ended: Outage | None = None, down_s: float | None = None) -> LinkStatus:
+        """Call with the lock held."""
+        return LinkStatus(self._state, self._since, self._outage, ended, down_s)
+
+    def _heard(self) -> None:
+        self._last_heard = time.monotonic()
+
+    # -- the watch thread: pings and silence ------------------------------------------------
+
+    def _watch_loop(self) -> None:
+        while not self._stop_watch.wait(WATCH_STEP_S):
+            try:
+                self._check(time.monotonic())
+            except Exception:
+                log.exception("uplink watch error")
+
+    def _check(self, now: float) -> None:
+        timeout = self.liveness.link_timeout_s
+        if self.connected:
+            if now - self._last_heard >= timeout:
+                self._went_silent(now)
+            elif now >= self._next_ping:
+                self._ping(now)
+            if self._takeover_episode and now - self._connected_since >= TAKEOVER_QUIET_S:
+                self._takeover_episode = False
+                log.info(
+                    "client id %s has been ours for %.0f s: the takeovers have stopped",
+                    self.settings.client_id,
+                    TAKEOVER_QUIET_S,
+                )
+            return
+        started = self._attempt_started
+        if started is not None and now - started >= timeout and self.client.socket() is not None:
+            # TCP is up but the CONNACK never came (the same silent path): try again, sooner
+            # than paho's keepalive would.
+            self._attempt_started = None
+            self._log_fail(f"no answer to CONNECT within {timeout:g} s")
+            self._drop_socket()
+
+    def _ping(self, now: float) -> None:
+        with self._lock:
+            self._ping_n += 1
+            n = self._ping_n
+            self._pings[n] = now
+            for old in [k for k, sent in self._pings.items() if now - sent > 60.0]:
+                del self._pings[old]
+            self._next_ping = now + self.liveness.ping_interval_s
+        payload = json.dumps({"n": n, "ts": round(time.time(), 3)}, separators=(",", ":"))
+        info = self.client.publish(self.topics.ping, payload.encode(), qos=1)
+        if len(self._ping_mids) > 64:  # PUBACKs lost with a connection
+            self._ping_mids.clear()
+        self._ping_mids.add(info.mid)  # a PUBACK quicker than this goes to the handlers: harmless
+        self.stats.pings += 1
+
+    def _went_silent(self, now: float) -> None:
+        with self._lock:
+            if not self.connected or self._stopping:
+                return
+            quiet_s = now - self._last_heard
+            self.connected = False
+            # Lost when last heard from: the silence began then, not when it was noticed.
+            self._outage = Outage(LINK_SILENT, time.time() - quiet_s, self._last_heard)
+            self._since = time.time()
+            self._state = LINK_SILENT
+            self._prev_close = None  # this end is ours, not the broker's
+            self.stats.outages += 1
+            self.stats.silent += 1
+            self.handlers.link_changed(self._status())
+        log.warning(
+            "link to broker %s:%d is silent: nothing from the broker for %.0f s (no ping echo,"
+            " no PUBACK, no message); dropping the connection to reconnect",
+            self.settings.host,
+            self.settings.port,
+            quiet_s,
+        )
+        self.handlers.disconnected()
+        self._drop_socket()
+
+    def _drop_socket(self) -> None:
+        """End the connection from outside paho's thread without stopping its reconnect loop:
+        paho reads end-of-file, reports a lost connection and reconnects with its backoff."""
+        sock = self.client.socket()
+        if sock is None:
+            return
+        with contextlib.suppress(OSError):  # already gone: paho has noticed by itself
+            # The plain socket's shutdown, also under TLS: the SSL object stays paho's.
+            socket.socket.shutdown(cast(socket.socket, sock), socket.SHUT_RDWR)
+
+    def _log_fail(self, text: str) -> None:
+        """Why a connection cannot be made: when it changes, and once a minute otherwise."""
+        now = time.monotonic()
+        if text != self._last_fail[0] or now - self._last_fail[1] >= 60.0:
+            self._last_fail = (text, now)
+            log.error(
+                "cannot connect to broker %s:%d: %s",
+                self.settings.host,
+                self.settings.port,
+                text,
+            )
+
+    def _set_backoff(self, hard: bool) -> None:
+        """After a takeover, wait long before reconnecting; otherwise paho's usual delays."""
+        if hard == self._hard_backoff:
+            return
+        self._hard_backoff = hard
+        low, high = self._delays
+        if hard:
+            low = TAKEOVER_BACKOFF_S + random.randint(0, 10)
+            high = max(low, high)
+        self.client.reconnect_delay_set(min_delay=low, max_delay=high)
+
     # -- paho callbacks (paho's network thread) -------------------------------------------
 
     def _on_connect(
@@ -164,24 +404,39 @@ class Uplink:
         properties: Any,
     ) -> None:
         try:
+            self._attempt_started = None
             if reason_code.is_failure:
                 log.error("broker refused connection: %s", reason_code)
                 return
-            self.connected = True
-            self.stats.connects += 1
+            now = time.monotonic()
+            with self._lock:
+                self._last_heard = self._connected_since = self._next_ping = now
+                self._pings.clear()
+                self.connected = True
+                self.stats.connects += 1
+                ended, self._outage = self._outage, None
+                down_s = round(now - ended.started_mono, 1) if ended else None
+                if down_s is not None:
+                    self._last_down_s = down_s
+                self._state, self._since = LINK_ONLINE, time.time()
+                self.handlers.link_changed(self._status(ended, down_s))
             log.info(
-                "connected to %s:%d (session present: %s)",
+                "connected to %s:%d (session present: %s)%s",
                 self.settings.host,
                 self.settings.port,
                 flags.session_present,
+                f" after {down_s:.1f} s down ({ended.cause})" if ended else "",
             )
             client.publish(self.topics.status, ONLINE, qos=1, retain=True)
             # Retain-as-published: the hub sees that a command was retained even when it is
             # published while subscribed, and refuses it (it would re-run at every reconnect).
+            # The ping echo at QoS 0: a stale ping is worth nothing after a reconnect.
             client.subscribe(
                 [
                     (self.topics.receipt, SubscribeOptions(qos=1)),
                     (self.topics.cmd_filter, SubscribeOptions(qos=1, retainAsPublished=True)),
+                    (self.topics.ping, SubscribeOptions(qos=0)),
+                    (self.receiver_status, SubscribeOptions(qos=1)),
                 ]
             )
             self.handlers.connected()
@@ -197,17 +452,65 @@ class Uplink:
         properties: Any,
     ) -> None:
         try:
-            was = self.connected
-            self.connected = False
+            now = time.monotonic()
+            with self._lock:
+                was = self.connected
+                self.connected = False
+                takeover = inferred = False
+                if was and not self._stopping:
+                    takeover, inferred = self._taken_over(flags, reason_code, now)
+                    cause = "takeover" if takeover else "disconnected"
+                    self._outage = Outage(cause, time.time(), now)
+                    self._state, self._since = LINK_OFFLINE, self._outage.started
+                    self.stats.outages += 1
+                    self.handlers.link_changed(self._status())
+                first_takeover = takeover and not self._takeover_episode
+                if takeover:
+                    self.stats.takeovers += 1
+                    self._takeover_episode = True
             if was:
                 self.stats.disconnects += 1
                 if self._stopping:
                     log.info("disconnected from broker")
-                else:
+                elif not takeover:
                     log.warning("disconnected from broker: %s", reason_code)
+            if first_takeover:
+                log.error(
+                    "another client is using this hub's client id %s: a second hub with the"
+                    " same id or a copied config? %sWaiting at least %d s before each reconnect"
+                    " while it goes on",
+                    self.settings.client_id,
+                    "(The broker closed the connection twice in a row just after it was made,"
+                    " giving no reason, as Mosquitto 2.0 does on a takeover.) "
+                    if inferred
+                    else "",
+                    TAKEOVER_BACKOFF_S,
+                )
+            if not self._stopping:
+                self._set_backoff(hard=takeover)  # before paho's thread waits to reconnect
             self.handlers.disconnected()
         except Exception:
             log.exception("error in on_disconnect")
+
+    def _taken_over(self, flags: Any, reason_code: Any, now: float) -> tuple[bool, bool]:
+        """Was an established connection ended by another client with our id? (taken over,
+        inferred rather than said). Call with the lock held.
+
+        MQTT 5 says it: DISCONNECT reason 142. Mosquitto 2.0.11 (Debian 12, Raspberry Pi OS)
+        closes the old connection without a word, as it does when it stops, so a takeover is
+        inferred from its pattern: the broker ends a connection that had just been made, right
+        after it had ended the one before."""
+        if getattr(reason_code, "value", None) == SESSION_TAKEN_OVER:
+            self._prev_close = now
+            return True, False
+        closed = (
+            not flags.is_disconnect_packet_from_server and getattr(reason_code, "value", 0) == 128
+        )
+        previous, self._prev_close = self._prev_close, (now if closed else None)
+        short = now - self._connected_since < TAKEOVER_SUSPECT_S
+        if closed and short and previous is not None and now - previous < TAKEOVER_QUIET_S:
+            return True, True
+        return False, False
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         """The TCP or TLS connection could not be made (a refused CONNECT goes to on_connect).
@@ -216,30 +519,51 @@ class Uplink:
         when it changes and once a minute otherwise: an installer must see why, a log must not
         fill up during a long outage."""
         try:
+            self._attempt_started = None
             error = sys.exc_info()[1]
-            text = f"{type(error).__name__}: {error}" if error else "unknown error"
-            now = time.monotonic()
-            if text != self._last_fail[0] or now - self._last_fail[1] >= 60.0:
-                self._last_fail = (text, now)
-                log.error(
-                    "cannot connect to broker %s:%d: %s",
-                    self.settings.host,
-                    self.settings.port,
-                    text,
-                )
+            self._log_fail(f"{type(error).__name__}: {error}" if error else "unknown error")
         except Exception:
             log.exception("error in on_connect_fail")
+
+    def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
+        """paho is about to open a connection: its CONNACK is due within link_timeout_s."""
+        self._attempt_started = time.monotonic()
 
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any
     ) -> None:
         try:
+            self._heard()  # every publish is QoS 1: this is the broker's PUBACK
+            if mid in self._ping_mids:
+                self._ping_mids.discard(mid)
+                if reason_code.is_failure and not self._ping_refused_logged:
+                    self._ping_refused_logged = True
+                    log.warning(
+                        "the broker refuses the hub's pings on %s (%s): let the hub write and"
+                        " read it in the ACL; until then only PUBACKs show the link alive",
+                        self.topics.ping,
+                        reason_code,
+                    )
+                return
             self.handlers.published(mid, not reason_code.is_failure)
         except Exception:
             log.exception("error in on_publish")
 
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any
+    ) -> None:
+        try:
+            self._heard()
+            topics = (self.topics.receipt, self.topics.cmd_filter, self.topics.ping)
+            for topic, code in zip((*topics, self.receiver_status), reason_codes, strict=False):
+                if code.is_failure:
+                    log.error("broker refused the subscription to %s: %s", topic, code)
+        except Exception:
+            log.exception("error in on_subscribe")
+
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
+            self._heard()
             if msg.topic == self.topics.receipt:
                 ids = _parse_receipt(bytes(msg.payload))
                 if ids is None:
@@ -247,6 +571,10 @@ class Uplink:
                     log.warning("dropped malformed receipt (%d bytes)", len(msg.payload))
                     return
                 self.handlers.receipt(ids)
+            elif msg.topic == self.topics.ping:
+                self._on_echo(bytes(msg.payload))
+            elif msg.topic == self.receiver_status:
+                self._on_receiver_status(bytes(msg.payload), bool(msg.retain))
             elif msg.topic.startswith(self.topics.base + "/cmd/"):
                 self.handlers.command(
                     msg.topic.rsplit("/", 1)[1], bytes(msg.payload), bool(msg.retain)
@@ -254,12 +582,53 @@ class Uplink:
         except Exception:
             log.exception("error handling message on %s", msg.topic)
 
+    def _on_echo(self, payload: bytes) -> None:
+        """Our own ping back from the broker: the round trip."""
+        try:
+            obj = loads_untrusted(payload, max_bytes=PING_MAX_BYTES)
+        except ValueError:
+            return  # not ours (the ACL should stop others); it still proved the link
+        n = obj.get("n") if isinstance(obj, dict) else None
+        if not isinstance(n, int):
+            return
+        with self._lock:
+            sent = self._pings.pop(n, None)
+            if sent is None:
+                return  # from before a reconnect
+            for older in [k for k in self._pings if k < n]:
+                del self._pings[older]
+            self._rtt_ms = round((time.monotonic() - sent) * 1000.0, 1)
+        self.stats.echoes += 1
+
+    def _on_receiver_status(self, payload: bytes, retained: bool) -> None:
+        """``{"state": "online", ...}``: the receiver (re)subscribed; re-send the unreceipted."""
+        try:
+            obj = loads_untrusted(payload, max_bytes=RECEIVER_STATUS_MAX_BYTES)
+            state = obj.get("state") if isinstance(obj, dict) else None
+            if not isinstance(state, str):
+                raise ValueError('no "state" string')
+        except ValueError as exc:
+            self.stats.bad_receiver_status += 1
+            log.warning("dropped malformed receiver status (%d bytes): %s", len(payload), exc)
+            return
+        if state == "online":
+            log.info("the commune receiver is online%s", " (retained)" if retained else "")
+            self.handlers.receiver_online()
+
+
+def _iso(ts: float) -> str:
+    """UTC ISO-8601 with milliseconds and a Z, like event timestamps."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
 
 def _parse_receipt(payload: bytes) -> list[str] | None:
-    """A receipt is ``{"ids": ["<event id>", ...]}``; anything else is None."""
+    """A receipt is ``{"ids": ["<event id>", ...]}``; anything else is None.
+
+    Parsed as hostile input: deep nesting, huge numbers, NaN and oversized payloads are refused
+    (as ValueError), so no RecursionError or OverflowError escapes to be missed by the count."""
     try:
-        obj = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+        obj = loads_untrusted(payload, max_bytes=RECEIPT_MAX_BYTES)
+    except (ValueError, RecursionError, OverflowError):  # the last two: a wall behind the first
         return None
     ids = obj.get("ids") if isinstance(obj, dict) else None
     if not isinstance(ids, list) or not all(isinstance(i, str) and len(i) <= 64 for i in ids):

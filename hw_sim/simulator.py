@@ -164,7 +164,7 @@ class SimulatedHub:
             "ok": True,
             "hub": self.hub.cfg.hub.id,
             "commune": self.hub.cfg.hub.commune,
-            "online": self.hub.uplink.connected,
+            "online": self.hub.uplink.online,  # connected and not found silent
             "inputs": self.board.inputs(),
             "outputs": self.board.outputs(),
             "sounding": self.hub.rules.sounding(),

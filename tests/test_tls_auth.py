@@ -70,6 +70,7 @@ pattern read tuquan/v1/{COMMUNE}/%u/#
 pattern write tuquan/v1/{COMMUNE}/%u/status
 pattern write tuquan/v1/{COMMUNE}/%u/health
 pattern write tuquan/v1/{COMMUNE}/%u/cmd_result
+pattern write tuquan/v1/{COMMUNE}/%u/ping
 """
 
 
