@@ -31,6 +31,8 @@ import signal
 import ssl
 import sys
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,14 +44,18 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from commune.feed import AlertFeed
 from commune.store import EventStore, ReceivedEvent
+from commune.storing import Outcome, Pending, Stopped, store_pending
+from commune.validate import InvalidEvent, parse_event_message
 from gateway.errors import TuquanError
-from gateway.events import event_from_dict, utc_now_iso
+from gateway.events import utc_now_iso
 from gateway.topics import (
     HubTopics,
     commune_event_filter,
     commune_snapshot_filter,
     parse_hub_topic,
+    receiver_status_topic,
 )
 
 log = logging.getLogger(__name__)
@@ -57,9 +63,9 @@ log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 24 * 3600  # the broker keeps our subscription and queue this long offline
 DB_FILENAME = "receiver.sqlite3"
 MAX_BATCH = 1000
-MAX_ID_LENGTH = 64  # hubs reject a receipt holding a longer id (a UUID is 36)
 _LOGGED_PAYLOAD_CHARS = 200
-_STORE_RETRY_MAX_S = 30.0
+_STOP_MQTT_RESERVE_S = 3.0  # of stop()'s time, kept for "offline" and the disconnect
+_OFFLINE_WAIT_S = 2.0  # how long stop() waits for the broker to take "offline"
 SNAPSHOT_DIRNAME = "snapshots"  # beside the database: snapshots/<hub>/<event-id>.jpg
 MAX_SNAPSHOT_BYTES = 4_000_000  # a hub's snapshot is a crop of tens of kilobytes
 _SNAPSHOT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -76,6 +82,7 @@ class ReceiverStats:
     stored: int = 0  # events stored for the first time
     duplicates: int = 0  # events already stored (re-sent by a hub or redelivered by the broker)
     malformed: int = 0  # messages dropped: bad topic, not JSON, not a valid event, wrong hub
+    quarantined: int = 0  # valid events the store refused for good (quarantine table)
     receipts_sent: int = 0  # receipt messages published (one per hub per batch)
     snapshots: int = 0  # camera snapshots saved (a re-sent one is saved again, same file)
     bad_snapshots: int = 0  # snapshot messages dropped: not a JPEG, too large, bad topic
@@ -110,10 +117,15 @@ def tls_context(
 class Receiver:
     """Subscribes to every hub event of one commune, stores it, receipts it.
 
-    ``on_new_event(event_dict)`` is called on the writer thread, after the commit, once per
-    event id ever stored (not for duplicates); ``event_dict`` is the event's JSON object as
-    published, with the contract fields in their normal types (``seq`` an int, and so on).
-    An exception it raises is logged and does not affect storing or receipts.
+    ``on_new_event(event_dict)`` is the alert feed: it is called on the writer thread for every
+    stored event, in store order, at least once (again after a crash that came between the call
+    and the recording of the feed's position, and, at start, for rows stored but not yet handed
+    on), after the event is committed and before its receipt is sent. ``event_dict`` is the
+    event's JSON object as published, with the contract fields as stored (``seq`` an int, and
+    so on). Consumers key on ``id``. An exception it raises is logged and does not affect
+    storing or receipts.
+
+    ``store_factory`` opens the event store (``EventStore`` by default) on the writer thread.
     """
 
     def __init__(
@@ -130,6 +142,7 @@ class Receiver:
         on_new_event: Callable[[dict[str, Any]], None] | None = None,
         share_group: str | None = None,
         keepalive: int = 30,
+        store_factory: Callable[[Path], EventStore] = EventStore,
     ) -> None:
         self.host = host
         self.port = port
@@ -142,12 +155,16 @@ class Receiver:
         snapshots = commune_snapshot_filter(commune)
         self.snapshot_filter = f"$share/{share_group}/{snapshots}" if share_group else snapshots
         self.snapshot_dir = self.db_path.parent / SNAPSHOT_DIRNAME
+        self.status_topic = receiver_status_topic(commune)
         self.keepalive = keepalive
+        self._store_factory = store_factory
+        self._feed = AlertFeed(on_new_event) if on_new_event is not None else None
 
         self._queue: queue.Queue[_Incoming | object] = queue.Queue()
         self._stats = ReceiverStats()
         self._stats_lock = threading.Lock()
         self._connection = 0
+        self._session = ""  # a fresh uuid4 hex per connection, in the "online" message
         self._subscribe_mid: int | None = None
         self._subscribed = threading.Event()
         self._stopping = threading.Event()
@@ -166,6 +183,7 @@ class Receiver:
             client.username_pw_set(username, password)
         if tls is not None:
             client.tls_set_context(tls)
+        client.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
@@ -214,19 +232,52 @@ class Receiver:
         return self._subscribed.wait(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Finish the batch in hand (store, receipt, ack), then disconnect. The broker keeps the
-        session, so anything not acknowledged is delivered again on the next start."""
+        """Finish the batch in hand (store, receipt, ack), say "offline", then disconnect. The
+        broker keeps the session, so anything not acknowledged is delivered again on the next
+        start.
+
+        Returns within about ``timeout`` seconds whatever the broker and the disk do: a writer
+        still stuck in the store, or a network thread still connecting, is left behind (both
+        are daemon threads, and nothing they hold has been acknowledged)."""
         if not self._started or self._stopping.is_set():
             return
+        deadline = time.monotonic() + timeout
         self._stopping.set()
         self._queue.put(_STOP)
         if self._writer is not None:
-            self._writer.join(timeout)
+            self._writer.join(max(0.1, timeout - _STOP_MQTT_RESERVE_S))
             if self._writer.is_alive():
-                log.error("receiver writer did not finish within %s s", timeout)
+                log.error("receiver writer did not finish in time; its batch stays unacknowledged")
+        self._say_offline(min(_OFFLINE_WAIT_S, max(0.1, deadline - time.monotonic())))
         self._client.disconnect()
-        self._client.loop_stop()
+        # loop_stop joins paho's thread without a timeout; that thread may be inside a connect
+        # (up to its connect timeout, or a DNS lookup with no bound at all).
+        stopper = threading.Thread(
+            target=self._client.loop_stop, name=f"receiver-stop-{self.commune}", daemon=True
+        )
+        stopper.start()
+        stopper.join(max(0.1, deadline - time.monotonic()))
+        if stopper.is_alive():
+            log.warning("the MQTT network thread did not stop in time; leaving it")
         log.info("receiver %s stopped: %s", self.client_id, self.stats)
+
+    def _say_offline(self, wait_s: float) -> None:
+        """Publish the retained "offline" status (a clean disconnect discards the will)."""
+        if not self._client.is_connected():
+            return
+        try:
+            info = self._client.publish(
+                self.status_topic, self._status("offline"), qos=1, retain=True
+            )
+            info.wait_for_publish(wait_s)
+        except (RuntimeError, ValueError) as exc:
+            log.warning("offline status not published: %s", exc)
+
+    def _status(self, state: str) -> str:
+        body: dict[str, str] = {"state": state, "receiver": self.client_id}
+        if state == "online":
+            body |= {"session": self._session, "ts": utc_now_iso()}
+        return json.dumps(body, separators=(",", ":"))
 
     @property
     def stats(self) -> ReceiverStats:
@@ -252,6 +303,7 @@ class Receiver:
                 )
                 return
             self._connection += 1
+            self._session = uuid.uuid4().hex
             log.info(
                 "connected to %s:%d (session present: %s)",
                 self.host,
@@ -286,6 +338,9 @@ class Receiver:
                 return
             log.info("subscribed to %s and %s", self.topic_filter, self.snapshot_filter)
             self._subscribed.set()
+            # Hubs re-send every unreceipted event when they see this: what the broker took
+            # while no receiver was subscribed does not wait for their receipt timeout.
+            client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
         except Exception:
             log.exception("error in on_subscribe")
 
@@ -321,25 +376,35 @@ class Receiver:
 
     def _writer_main(self) -> None:
         try:
-            store = EventStore(self.db_path)
+            store = self._store_factory(self.db_path)
         except BaseException as exc:
             self._store_error = exc
             self._store_ready.set()
             return
         self._store_ready.set()
         try:
+            self._run_feed(store)  # rows stored by an earlier run and never handed on
             while True:
                 batch, stop = self._take_batch()
                 if batch:
-                    try:
-                        self._handle_batch(store, batch)
-                    except Exception:
-                        # Not acknowledged: the broker delivers these again after a reconnect.
-                        log.exception("batch of %d message(s) not handled", len(batch))
+                    self._process(store, batch)
                 if stop:
                     return
         finally:
             store.close()
+
+    def _process(self, store: EventStore, batch: list[_Incoming]) -> None:
+        """Handle one batch and acknowledge it, unless stopping caught it unstored."""
+        try:
+            acknowledge = self._handle_batch(store, batch)
+        except Exception:
+            # A fault of the receiver, not of a message: nothing that raises here may leave the
+            # batch unacknowledged, where it would wait for a reconnect that nothing triggers.
+            # What was not receipted, its hub sends again.
+            log.exception("batch of %d message(s) not fully handled; acknowledged", len(batch))
+            acknowledge = True
+        if acknowledge:
+            self._ack(batch)
 
     def _take_batch(self) -> tuple[list[_Incoming], bool]:
         """Block for one message, then take whatever else is queued. (batch, stop seen)."""
@@ -359,97 +424,68 @@ class Receiver:
             batch.append(item)
         return batch, False
 
-    def _handle_batch(self, store: EventStore, batch: list[_Incoming]) -> None:
-        events: list[ReceivedEvent] = []
+    def _handle_batch(self, store: EventStore, batch: list[_Incoming]) -> bool:
+        """Store, feed and receipt one batch; False if the receiver stopped while the store was
+        failing (then nothing is acknowledged and the broker delivers it all again)."""
+        pending: list[Pending] = []
         for msg in batch:
-            if _is_snapshot(msg.topic):
-                self._save_snapshot(msg)
-                continue
-            parsed = self._parse(msg)
-            if isinstance(parsed, ReceivedEvent):
-                events.append(parsed)
-            else:
-                self._count(malformed=1)
-                log.warning(
-                    "dropped malformed message on %s: %s; payload %r",
-                    msg.topic,
-                    parsed,
-                    msg.payload[:_LOGGED_PAYLOAD_CHARS],
-                )
-        new_flags = self._store(store, events)
-        if new_flags is None:
-            return  # stopping while the store fails: not acknowledged, delivered again later
-        new_count = sum(new_flags)
-        self._count(stored=new_count, duplicates=len(events) - new_count)
+            event = self._accept(msg)
+            if event is not None:
+                pending.append(Pending(msg.topic, msg.payload, event))
+        try:
+            outcomes = store_pending(store, pending, self._stopping)
+        except Stopped:
+            return False
+        self._count(
+            stored=outcomes.count(Outcome.NEW),
+            duplicates=outcomes.count(Outcome.DUPLICATE),
+            quarantined=outcomes.count(Outcome.QUARANTINED),
+        )
+        self._run_feed(store)
 
         # Only now, with the batch on disk, may hubs forget these events.
         receipts: dict[str, list[str]] = {}
-        for event in events:
-            ids = receipts.setdefault(event.hub, [])
-            if event.id not in ids:
-                ids.append(event.id)
+        for item, outcome in zip(pending, outcomes, strict=True):
+            if outcome is Outcome.QUARANTINED:
+                continue
+            ids = receipts.setdefault(item.event.hub, [])
+            if item.event.id not in ids:
+                ids.append(item.event.id)
         if receipts:
             self._send_receipts(receipts)
-        self._ack(batch)
+        return True
 
-        if self.on_new_event is not None:
-            for event, new in zip(events, new_flags, strict=True):
-                if new:
-                    try:
-                        self.on_new_event(json.loads(event.payload) | self._normalised(event))
-                    except Exception:
-                        log.exception("on_new_event failed for event %s", event.id)
-
-    @staticmethod
-    def _normalised(event: ReceivedEvent) -> dict[str, Any]:
-        return {
-            "id": event.id,
-            "hub": event.hub,
-            "seq": event.seq,
-            "kind": event.kind,
-            "priority": event.priority,
-            "zone": event.zone,
-            "source": event.source,
-            "ts": event.ts,
-            "clock_synced": event.clock_synced,
-            "cid": event.cid,
-            "qualifier": event.qualifier,
-            "data": event.data,
-        }
-
-    def _parse(self, msg: _Incoming) -> ReceivedEvent | str:
-        """The event, or why the message is not one."""
-        parts = parse_hub_topic(msg.topic)
-        if parts is None:
-            return "topic outside tuquan/v1/<commune>/<hub>/"
-        commune, hub, rest = parts
-        if commune != self.commune:
-            return f"topic of commune {commune!r}, not {self.commune!r}"
-        section, _, topic_kind = rest.partition("/")
-        if section != "event" or not topic_kind:
-            return "not an event topic"
+    def _accept(self, msg: _Incoming) -> ReceivedEvent | None:
+        """The event a message carries; None for a snapshot (saved here) or a message dropped
+        as malformed. Whatever goes wrong costs this message only, with one log line."""
         try:
-            text = msg.payload.decode("utf-8")
-            obj = json.loads(text)
-        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-            return f"not UTF-8 JSON ({exc})"
-        if not isinstance(obj, dict):
-            return f"JSON {type(obj).__name__}, not an object"
-        try:
-            event = event_from_dict(obj)
-        except KeyError as exc:
-            return f"missing field {exc}"
-        except (ValueError, TypeError) as exc:
-            return f"invalid event ({exc})"
-        if obj.get("hub") != hub:
-            return f"payload hub {obj.get('hub')!r} is not the topic's hub {hub!r}"
-        if event.kind != topic_kind:
-            return f"payload kind {event.kind!r} is not the topic's kind {topic_kind!r}"
-        if not 0 < len(event.id) <= MAX_ID_LENGTH:
-            return f"id must be 1 to {MAX_ID_LENGTH} characters"
-        return ReceivedEvent.from_event(
-            event, hub=hub, commune=commune, payload=text, received_at=msg.received_at
+            if _is_snapshot(msg.topic):
+                self._save_snapshot(msg)
+                return None
+            return parse_event_message(
+                msg.topic, msg.payload, commune=self.commune, received_at=msg.received_at
+            )
+        except InvalidEvent as exc:
+            reason = str(exc)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+        self._count(malformed=1)
+        log.warning(
+            "dropped malformed message on %s: %s; payload %r",
+            msg.topic[:_LOGGED_PAYLOAD_CHARS],
+            reason[:_LOGGED_PAYLOAD_CHARS],
+            msg.payload[:_LOGGED_PAYLOAD_CHARS],
         )
+        return None
+
+    def _run_feed(self, store: EventStore) -> None:
+        if self._feed is None:
+            return
+        try:
+            self._feed.catch_up(store)
+        except Exception as exc:
+            # The rows stay after the feed's position: the next batch hands them on.
+            log.error("alert feed could not read the store: %s", exc)
 
     def _save_snapshot(self, msg: _Incoming) -> None:
         """Save a camera snapshot as ``snapshots/<hub>/<event-id>.jpg``, or count it as bad."""
@@ -494,28 +530,17 @@ class Receiver:
             return "not a JPEG"
         return None
 
-    def _store(self, store: EventStore, events: list[ReceivedEvent]) -> list[bool] | None:
-        """Commit, retrying with backoff while the disk refuses; None if stopped meanwhile."""
-        delay = 0.5
-        while True:
-            try:
-                return store.store_batch(events)
-            except Exception:
-                log.exception("storing %d event(s) failed; retrying in %.1f s", len(events), delay)
-            if self._stopping.wait(delay):
-                return None
-            delay = min(delay * 2, _STORE_RETRY_MAX_S)
-
     def _send_receipts(self, receipts: dict[str, list[str]]) -> None:
         """Publish ``{"ids": [...]}`` to each hub's receipt topic (QoS 1). Called only after the
         events are committed. paho queues the message if the connection is down."""
         for hub, ids in receipts.items():
             payload = json.dumps({"ids": ids}, separators=(",", ":"))
+            # Counted before it leaves, so a hub that has its receipt sees it counted.
+            self._count(receipts_sent=1)
             info = self._client.publish(HubTopics(self.commune, hub).receipt, payload, qos=1)
             if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                self._count(receipts_sent=-1)
                 log.warning("receipt to hub %s not queued: %s", hub, mqtt.error_string(info.rc))
-                continue
-            self._count(receipts_sent=1)
 
     def _ack(self, batch: list[_Incoming]) -> None:
         """PUBACK each message, on the connection that delivered it. After a reconnect the
@@ -523,7 +548,10 @@ class Receiver:
         current = self._connection
         for msg in batch:
             if msg.qos > 0 and msg.connection == current:
-                self._client.ack(msg.mid, msg.qos)
+                try:
+                    self._client.ack(msg.mid, msg.qos)
+                except Exception as exc:  # the connection went away meanwhile: redelivered
+                    log.warning("acknowledging message %d failed: %s", msg.mid, exc)
 
 
 def _is_snapshot(topic: str) -> bool:

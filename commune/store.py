@@ -4,13 +4,22 @@ A row is committed (WAL, ``synchronous=FULL``) before the receiver sends the hub
 an event the hub may delete is already on the commune's disk. Inserting an id that is already
 stored does nothing: that is how re-sent events are recognised.
 
+Two small tables sit beside ``events`` in the same file:
+- ``quarantine``: messages that passed validation but that SQLite refused for a reason retrying
+  cannot fix; kept for an operator (raw payload, topic, reason), one row per distinct message.
+- ``meta``: the alert feed's position, the ``events`` rowid of the last row handed to the feed.
+  Rows are never deleted, so rowids only grow and "rows after the position" are exactly the
+  rows not yet printed.
+
 An ``EventStore`` holds one SQLite connection and must be used by a single thread (the
 receiver's writer thread). Other threads or processes open their own ``EventStore`` to read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -21,7 +30,12 @@ import sqlite_utils
 
 from gateway.events import Event
 
+log = logging.getLogger(__name__)
+
 TABLE = "events"
+QUARANTINE = "quarantine"
+META = "meta"
+FEED_POSITION = "feed_position"
 
 
 @dataclass(frozen=True)
@@ -109,11 +123,50 @@ class EventStore:
             if_not_exists=True,
         )
         self._conn.execute(f"CREATE INDEX IF NOT EXISTS idx_{TABLE}_hub_seq ON {TABLE} (hub, seq)")
+        self._conn.execute(
+            f"""CREATE TABLE IF NOT EXISTS {QUARANTINE} (
+                digest TEXT PRIMARY KEY NOT NULL,
+                topic TEXT NOT NULL,
+                payload BLOB NOT NULL,
+                reason TEXT NOT NULL,
+                received_at TEXT NOT NULL,
+                last_received_at TEXT NOT NULL,
+                times INTEGER NOT NULL
+            )"""
+        )
+        if not self._has_table(META):
+            self._create_meta()
+
+    def _has_table(self, name: str) -> bool:
+        row = self._conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        return bool(row[0])
+
+    def _create_meta(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            if not self._has_table(META):  # another process may have made it meanwhile
+                self._conn.execute(
+                    f"CREATE TABLE {META} (key TEXT PRIMARY KEY NOT NULL, value INTEGER)"
+                )
+                # A file from before the feed kept a position: its rows were printed when they
+                # were stored, so the feed starts after them rather than printing the history.
+                self._conn.execute(
+                    f"INSERT INTO {META} (key, value) "
+                    f"SELECT ?, coalesce(max(rowid), 0) FROM {TABLE}",
+                    (FEED_POSITION,),
+                )
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
 
     def store_batch(self, items: Sequence[ReceivedEvent]) -> list[bool]:
         """Insert every item not yet stored, commit once; True where the item was new.
 
-        An id repeated inside the batch counts as new only the first time.
+        An id repeated inside the batch counts as new only the first time. On any error nothing
+        of the batch is stored and the error is raised as SQLite (or the driver) gave it.
         """
         if not items:
             return []
@@ -125,9 +178,80 @@ class EventStore:
                 new.append(cur.rowcount == 1)
             self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._rollback()
             raise
         return new
+
+    def _rollback(self) -> None:
+        """Roll back if a transaction is open. SQLite may already have rolled back by itself
+        (a full disk, an I/O error); a failing ROLLBACK must not hide the error that matters."""
+        if not self._conn.in_transaction:
+            return
+        try:
+            self._conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            log.warning("rollback of %s failed: %s", self.path, exc)
+
+    def quarantine(self, topic: str, payload: bytes, reason: str, received_at: str) -> None:
+        """Keep a message the store refused. The same message again (a hub re-sends what it
+        has no receipt for) only bumps ``times`` and ``last_received_at``."""
+        digest = hashlib.sha256(topic.encode("utf-8", "replace") + b"\0" + payload).hexdigest()
+        self._conn.execute(
+            f"INSERT INTO {QUARANTINE} "
+            "(digest, topic, payload, reason, received_at, last_received_at, times) "
+            "VALUES (?, ?, ?, ?, ?, ?, 1) "
+            "ON CONFLICT(digest) DO UPDATE SET "
+            "times = times + 1, last_received_at = excluded.last_received_at, "
+            "reason = excluded.reason",
+            (digest, topic, payload, reason, received_at, received_at),
+        )
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        """Every quarantined message, first received first."""
+        rows = self._conn.execute(
+            f"SELECT topic, payload, reason, received_at, last_received_at, times "
+            f"FROM {QUARANTINE} ORDER BY received_at, rowid"
+        )
+        return [dict(r) for r in rows]
+
+    # -- the alert feed's position -----------------------------------------------------------
+
+    def feed_position(self) -> int:
+        """The rowid of the last row handed to the alert feed (0: none yet)."""
+        row = self._conn.execute(
+            f"SELECT value FROM {META} WHERE key = ?", (FEED_POSITION,)
+        ).fetchone()
+        return int(row[0]) if row is not None and row[0] is not None else 0
+
+    def set_feed_position(self, position: int) -> None:
+        """Record that every row up to ``position`` was handed to the feed.
+
+        Written without fsync: losing it to a power cut only prints some lines again, while
+        an fsync per batch would halve what the receiver can commit. Every event row it
+        covers was committed with FULL sync before it was printed, so the position can never
+        point past a row that is not on disk."""
+        self._conn.execute("PRAGMA synchronous=OFF")
+        try:
+            self._conn.execute(
+                f"INSERT INTO {META} (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (FEED_POSITION, position),
+            )
+        finally:
+            self._conn.execute("PRAGMA synchronous=FULL")
+
+    def rows_after(self, position: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        """Up to ``limit`` stored rows with a rowid above ``position``, in store order, each
+        as (rowid, row dict as ``get`` returns it)."""
+        rows = self._conn.execute(
+            f"SELECT rowid AS _rowid, * FROM {TABLE} WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (position, limit),
+        )
+        out = []
+        for row in rows:
+            item = self._to_dict(row)
+            out.append((int(item.pop("_rowid")), item))
+        return out
 
     @staticmethod
     def _row_values(item: ReceivedEvent) -> list[Any]:
