@@ -98,7 +98,9 @@ class EventStore:
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA busy_timeout=10000")
+        # Short: the writer retries a locked file with backoff, and a long wait inside SQLite
+        # would keep it deaf to stop().
+        self._conn.execute("PRAGMA busy_timeout=2000")
         db = sqlite_utils.Database(self._conn)
         db.table(TABLE).create(
             {
