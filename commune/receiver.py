@@ -6,8 +6,19 @@ receiver sends that receipt only after the event is committed to its own SQLite 
 
 Threads:
 - paho's network thread runs the MQTT callbacks; they only record and enqueue.
-- one writer thread owns the ``EventStore``: it takes everything queued (group commit), parses,
-  stores, then publishes the receipts and acknowledges the messages to the broker.
+- one writer thread owns the ``EventStore``: it takes everything queued (group commit),
+  validates each message (``commune.validate``), stores the batch (``commune.storing``: a
+  message the store refuses for good is quarantined, a sick disk is retried), hands the new
+  rows to the alert feed (``commune.feed``), then publishes the receipts and acknowledges the
+  messages to the broker.
+
+One message costs one message: whatever goes wrong with it (refused at the edge, refused by
+the store, an exception nobody foresaw) is counted, logged once, acknowledged and never
+receipted. Only a disk that refuses every commit holds messages back, unacknowledged.
+
+Each time the subscription is in place the receiver publishes a retained
+``{"state": "online", ...}`` on ``receiver_status_topic(commune)`` (hubs then re-send what has
+no receipt); its last will, and a clean stop, say ``"offline"`` there.
 
 The MQTT session is persistent (``clean_start=False``, a session expiry interval, a stable
 client id) and messages are acknowledged by hand (``manual_ack=True``) after the commit. Events
@@ -599,9 +610,9 @@ def run_receiver(
     """Run a receiver until SIGTERM/SIGINT (or ``stop`` is set); returns the exit status (0).
 
     Events are stored in ``<data_dir>/receiver.sqlite3``, camera snapshots in
-    ``<data_dir>/snapshots/<hub>/<event-id>.jpg``. Each first-time event is written to
-    ``out`` (stdout by default) as one JSON line: the police console's alert feed.
-    Raises ReceiverError if the store cannot be opened.
+    ``<data_dir>/snapshots/<hub>/<event-id>.jpg``. Each stored event is written to ``out``
+    (stdout by default) as one JSON line, at least once (see ``Receiver``): the police
+    console's alert feed. Raises ReceiverError if the store cannot be opened.
     """
     data_path = Path(data_dir)
     data_path.mkdir(parents=True, exist_ok=True)
