@@ -653,3 +653,27 @@ def test_an_event_stored_but_not_printed_before_a_crash_is_printed_at_the_next_s
         proc.wait()
     assert proc.returncode == 0
     assert [json.loads(line) for line in out.splitlines()] == [event.to_dict(HUB)]
+
+
+def test_the_feed_position_survives_a_reopen_and_an_older_file_starts_after_its_rows(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.sqlite3"
+
+    def received(event: Event) -> ReceivedEvent:
+        return ReceivedEvent.from_event(
+            event, hub=HUB, commune=COMMUNE, payload=event.to_json(HUB).decode(), received_at="x"
+        )
+
+    with EventStore(path) as store:
+        assert store.feed_position() == 0
+        store.store_batch([received(genuine(seq=n)) for n in (1, 2, 3)])
+        assert [row["seq"] for _, row in store.rows_after(1, 10)] == [2, 3]
+        store.set_feed_position(2)
+    with EventStore(path) as store:
+        assert store.feed_position() == 2
+        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+        # A file from before the feed: no meta table.
+        store._conn.execute("DROP TABLE meta")
+    with EventStore(path) as store:
+        assert store.feed_position() == 3
