@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future
@@ -117,7 +118,7 @@ class Hub:
             receipt_timeout_s=cfg.uplink.receipt_timeout_s,
             health_interval_s=cfg.uplink.health_interval_s,
             health_extra=self._health_extra,
-            on_turn=self._notifier.watchdog,
+            on_turn=self._on_store_turn,
         )
         led = status_led_name(cfg)
         self.link_report = LinkReport(
@@ -155,6 +156,9 @@ class Hub:
             self.snapshots = SnapshotPublisher(store, self.topics, self.uplink)
         self.malformed_commands = 0
         self._running = False
+        self._store_turned = threading.Event()
+        self._ready_lock = threading.Lock()
+        self._ready_sent = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -171,7 +175,27 @@ class Hub:
         if self.cfg.cameras:
             self._start_cameras()
         self._running = True
-        self._notifier.ready()  # inputs, outputs and cameras are up (the model is loaded)
+        # Inputs, outputs and cameras are up (the model is loaded); READY=1 now, or at the
+        # store thread's first turn if it is still opening the outbox.
+        if self._store_turned.is_set():
+            self._ready()
+
+    def _on_store_turn(self) -> None:
+        """Store thread, every turn: feed the watchdog, and say READY=1 at the first turn after
+        start(). systemd arms the watchdog at READY=1, so READY waits for the thread that feeds
+        it to be past opening the outbox (a quick_check of a large file on a slow SD card must
+        not pass for a hang); until then TimeoutStartSec= bounds the start."""
+        self._store_turned.set()
+        if self._running:
+            self._ready()
+        self._notifier.watchdog()
+
+    def _ready(self) -> None:
+        with self._ready_lock:
+            if self._ready_sent:
+                return
+            self._ready_sent = True
+        self._notifier.ready()
 
     def stop(self, drain_timeout_s: float = 5.0) -> None:
         """Stop taking input, publish what can go out within the timeout, close everything."""

@@ -8,6 +8,7 @@ checked with ``systemd-analyze verify`` in a scratch root that has the unit's bi
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import re
@@ -24,11 +25,13 @@ from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory
-from hub_helpers import wait_until
+from hub_helpers import EVENTS, outbox_counts, sim_hub, wait_until
+from mqtt_helpers import Subscriber
 
 from gateway.config import parse_config
 from gateway.sdnotify import SystemdNotifier
 from gateway.service import Hub
+from hw_sim.control import request
 
 REPO = Path(__file__).resolve().parent.parent
 UNITS = REPO / "systemd"
@@ -339,6 +342,38 @@ def test_a_blocked_store_thread_stops_the_pings_until_it_runs_again(
     assert "STOPPING=1" in notify_socket.drain()
 
 
+def test_ready_waits_for_the_store_thread_to_open_the_outbox(
+    mosquitto, tmp_path: Path, notify_socket: NotifySocket
+) -> None:
+    """systemd arms the watchdog at READY=1: while the store thread is still opening the outbox
+    (a slow disk), the hub works but says nothing; once the thread turns, READY=1 and pings."""
+    notifier = SystemdNotifier(notify_socket.address, watchdog_interval_s=1.0)
+    factory = MockFactory()
+    hub = Hub(small_hub_config(mosquitto.port), tmp_path, pin_factory=factory, notifier=notifier)
+    opening, release = threading.Event(), threading.Event()
+    really_open = hub.outbox.open
+
+    def slow_open() -> None:  # the disk takes its time (a quick_check on an SD card)
+        opening.set()
+        release.wait(60)
+        really_open()
+
+    hub.outbox.open = slow_open  # type: ignore[method-assign]
+    hub.start()
+    try:
+        assert opening.wait(10)
+        factory.pin(17).drive_low()  # the panic button: the siren does not wait for the disk
+        wait_until(lambda: hub.rules.sounding() == ["siren"], 5, "the siren")
+        assert notify_socket.recv(2.0) is None, "READY=1 (or a ping) before the outbox opened"
+        release.set()
+        notify_socket.wait_for("READY=1", timeout=10)
+        notify_socket.wait_for("WATCHDOG=1", timeout=10)
+    finally:
+        release.set()
+        hub.stop(drain_timeout_s=1.0)
+        notifier.close()
+
+
 # -- the units -------------------------------------------------------------------------------------
 
 
@@ -439,3 +474,127 @@ def test_the_units_verify_cleanly(tmp_path: Path) -> None:
         timeout=120,
     )
     assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+
+
+# -- the seccomp half of the sandbox, without systemd ---------------------------------------------
+# tests/unit_sandbox.py loads a unit's SystemCallFilter=, MemoryDenyWriteExecute= and
+# RestrictAddressFamilies= as seccomp filters, as systemd does, and execs a command under them.
+# --strict kills the process at any refused call, so none goes unnoticed, except those the units
+# refuse on purpose: mbind(), OpenBLAS's memory hint (in @resources), which it does without.
+SANDBOX = [sys.executable, str(REPO / "tests" / "unit_sandbox.py")]
+STRICT = [*SANDBOX, "--strict", "--tolerate", "mbind"]
+
+
+def require_seccomp() -> None:
+    systemd_analyze()  # expands the filter's groups
+    try:
+        ctypes.CDLL("libseccomp.so.2")
+    except OSError as exc:
+        pytest.skip(f"libseccomp is not installed ({exc}); Debian's systemd depends on it")
+
+
+def test_the_hub_runs_under_its_units_system_call_filter(
+    mosquitto, tmp_path: Path, notify_socket: NotifySocket
+) -> None:
+    """The simulated hub, with its serial nodes, camera and detector (LiteRT, OpenCV, numpy),
+    under the hub unit's filters: it says READY, pings, reports a panic and a person, and stops
+    cleanly. A refused call would have ended it with SIGSYS."""
+    require_seccomp()
+    env = {k: v for k, v in os.environ.items() if k != "WATCHDOG_PID"}
+    env.update(NOTIFY_SOCKET=notify_socket.address, WATCHDOG_USEC="2000000")
+    data_dir, log = tmp_path / "hub", tmp_path / "hub.log"
+    hub_cmd = [sys.executable, "-m", "gateway.cli", "run", "--sim", "--broker", mosquitto.address]
+    with Subscriber(mosquitto, EVENTS) as sub, log.open("ab") as out:
+        proc = subprocess.Popen(
+            [*STRICT, str(HUB_UNIT), "--", *hub_cmd, "--data-dir", str(data_dir)],
+            env=env,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+        )
+        try:
+            try:
+                notify_socket.wait_for("READY=1", timeout=120)
+                assert request(data_dir, {"cmd": "press", "name": "panic-1"}, timeout=10)["ok"]
+                walk = {"cmd": "camera", "name": "cam-1", "action": "walk", "seconds": 3.0}
+                assert request(data_dir, walk, timeout=10)["ok"]
+                sub.wait_until(
+                    lambda msgs: {"panic", "person"} <= {m.json()["kind"] for m in msgs},
+                    timeout=60,
+                )
+                notify_socket.wait_for("WATCHDOG=1", timeout=10)
+            except (AssertionError, OSError, ValueError) as exc:
+                raise AssertionError(f"{exc}\n{log.read_text()[-3000:]}") from None
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0, log.read_text()[-3000:]  # -31: killed by SIGSYS
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+
+def test_the_receiver_runs_under_its_units_system_call_filter(mosquitto, tmp_path: Path) -> None:
+    """`tuquan receive` under the receiver unit's filters stores a hub's panic and receipts it,
+    then stops cleanly on SIGTERM."""
+    require_seccomp()
+    log = tmp_path / "receiver.log"
+    receive = [sys.executable, "-m", "gateway.cli", "receive", "--broker", mosquitto.address]
+    receive += ["--commune", "demo", "--data-dir", str(tmp_path / "receiver")]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [*STRICT, str(RECEIVER_UNIT), "--", *receive],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        with sim_hub(mosquitto, tmp_path / "hub") as hub:
+            hub.board.press("panic-1")
+            wait_until(
+                lambda: outbox_counts(hub).get("delivered", 0) >= 1 or proc.poll() is not None,
+                60,
+                "the receiver's receipt",
+            )
+            assert proc.poll() is None, log.read_text()[-3000:]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+ADJTIMEX = """
+import ctypes
+from gateway.clock import _Timex
+libc = ctypes.CDLL(None, use_errno=True)
+print(libc.adjtimex(ctypes.byref(_Timex())), ctypes.get_errno())
+"""
+
+
+def test_the_clock_check_needs_the_hub_units_adjtimex_line(tmp_path: Path) -> None:
+    """gateway/clock.py's read-only adjtimex() gets the clock state under the hub unit's filter,
+    and is refused (EPERM) without the line that allows it again after ~@privileged."""
+    require_seccomp()
+    lines = HUB_UNIT.read_text().splitlines()
+    kept = [line for line in lines if not line.startswith("SystemCallFilter=adjtimex")]
+    assert len(kept) == len(lines) - 1
+    without = tmp_path / HUB_UNIT.name
+    without.write_text("\n".join(kept) + "\n")
+
+    def adjtimex_under(unit: Path) -> tuple[int, int]:
+        result = subprocess.run(
+            [*SANDBOX, str(unit), "--", sys.executable, "-c", ADJTIMEX],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+        )
+        assert result.returncode == 0, result.stderr
+        state, err = result.stdout.split()
+        return int(state), int(err)
+
+    assert adjtimex_under(HUB_UNIT)[0] >= 0  # TIME_OK ... TIME_ERROR: the kernel answered
+    assert adjtimex_under(without) == (-1, 1)  # EPERM
