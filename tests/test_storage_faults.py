@@ -144,9 +144,9 @@ def test_a_damaged_outbox_is_moved_aside_and_the_hub_runs_on(
         old = {e["id"] for e in backlog}
 
         def new_panics(ms: list[Any]) -> list[dict[str, Any]]:
-            return [
-                m.json() for m in ms if m.json()["kind"] == "panic" and m.json()["id"] not in old
-            ]
+            """Panics not in the old outbox, each once (a re-send has the same id)."""
+            found = {m.json()["id"]: m.json() for m in ms if m.json()["kind"] == "panic"}
+            return [e for i, e in found.items() if i not in old]
 
         [new_panic] = new_panics(sub.wait_until(lambda ms: bool(new_panics(ms))))
         wait_until(lambda: new_panic["id"] in stored_ids(tmp_path), 15, "the panic stored")
