@@ -69,9 +69,14 @@ seconds = 60
 
 
 class FailingPin(MockPin):
-    """A mock pin whose reads and writes raise OSError while ``broken`` is set."""
+    """A mock pin on a dead chip while ``broken`` is set: reads and writes raise OSError, and
+    edges are lost (the level still changes, as the wire does)."""
 
     broken = False
+
+    def _call_when_changed(self, *args: Any, **kwargs: Any) -> None:
+        if not self.broken:
+            super()._call_when_changed(*args, **kwargs)
 
     def _get_state(self) -> Any:
         if self.broken:
@@ -297,6 +302,45 @@ def test_an_input_failing_at_run_time_is_one_trouble_event_and_the_rest_goes_on(
         rules.close()
         for out in outputs.values():
             out.close()
+
+
+def test_a_change_while_the_line_was_dead_is_reported_when_it_reads_again(
+    board: SimBoard, tmp_path: Path
+) -> None:
+    cfg = config(HUB + PANIC + TAMPER, tmp_path)
+    emitted = Collected()
+    inputs = GpioInputs(cfg.inputs, emitted, board.factory, check_interval_s=0.05)
+    board.attach(inputs.inputs, {})
+    inputs.start()
+    try:
+        tamper_pin = inputs.inputs["tamper-1"].button.pin
+        tamper_pin.broken = True
+        wait_until(lambda: emitted.of("input_fault"), what="input_fault")
+        board.press("tamper-1")  # the case is opened while the chip is gone: no edge
+        rounds = inputs.checks
+        wait_until(lambda: inputs.checks >= rounds + 3, what="three more check rounds")
+        assert emitted.of("tamper") == []
+
+        tamper_pin.broken = False
+        wait_until(lambda: emitted.of("tamper"), what="the missed tamper")
+        assert [(e.kind, e.qualifier) for e in emitted.events] == [
+            ("input_fault", NEW),
+            ("input_fault", RESTORE),
+            ("tamper", NEW),
+        ]
+        assert emitted.of("tamper")[0].data == {"input": "tamper-1", "pin": 27, "after_fault": True}
+        assert inputs.states()["tamper-1"] is True
+
+        # gpiozero saw the change too: closing the case is the next edge, and it counts.
+        time.sleep(BOUNCE_S)
+        board.release("tamper-1")
+        wait_until(lambda: emitted.of("tamper", RESTORE), what="tamper restore")
+        assert emitted.of("tamper", RESTORE)[0].data == {"input": "tamper-1", "pin": 27}
+        rounds = inputs.checks
+        wait_until(lambda: inputs.checks >= rounds + 3, what="three more check rounds")
+        assert len(emitted.of("tamper")) == 2 and len(emitted.of("input_fault")) == 2
+    finally:
+        inputs.close()
 
 
 def test_an_input_unreadable_at_start_is_reported_at_start(board: SimBoard, tmp_path: Path) -> None:
