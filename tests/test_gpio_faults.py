@@ -25,6 +25,7 @@ from gpiozero import Button, OutputDevice
 from gpiozero.exc import GPIOPinInUse
 from gpiozero.pins.mock import MockFactory, MockPin
 from hub_helpers import wait_until
+from mqtt_helpers import Subscriber
 
 from gateway.alarm import AlarmRule, AlarmRules
 from gateway.config import Config, parse_config
@@ -382,3 +383,53 @@ def test_a_failing_siren_does_not_stop_the_alarm_and_is_logged_once(
         rules.close()
         for out in outputs.values():
             out.close()
+
+
+def test_the_hub_publishes_an_input_fault_and_its_restore_and_keeps_the_alarm_path(
+    mosquitto: Any, tmp_path: Path
+) -> None:
+    # The whole hub over a real broker: the trouble goes out as Contact ID 380, health shows
+    # the input as a fault, and a panic meanwhile is published and sounds the siren.
+    uplink = "[uplink]\nreceipts = false\nhealth_interval_s = 0.2\n"
+    cfg = config(HUB + uplink + PANIC + TAMPER + SIREN, tmp_path)
+    factory = MockFactory(pin_class=FailingPin)
+    topics = "tuquan/v1/phuong-1/gate-1/"
+    hub = Hub(cfg, tmp_path / "data", pin_factory=factory, broker=(mosquitto.host, mosquitto.port))
+    hub.inputs.check_interval_s = 0.05
+    try:
+        with Subscriber(mosquitto, topics + "event/+", topics + "health") as sub:
+            hub.start()
+            wait_until(lambda: hub.uplink.connected, what="hub online")
+            tamper_pin = hub.inputs.inputs["tamper-1"].button.pin
+            tamper_pin.broken = True
+
+            def events(kind: str) -> list[Any]:
+                return [m.json() for m in sub.messages if m.topic == topics + f"event/{kind}"]
+
+            def health_says_fault(msgs: list[Any]) -> bool:
+                return any(
+                    m.topic.endswith("/health") and m.json()["inputs"].get("tamper-1") == "fault"
+                    for m in msgs
+                )
+
+            sub.wait_until(lambda msgs: bool(events("input_fault")))
+            [fault] = events("input_fault")
+            assert (fault["cid"], fault["qualifier"], fault["priority"]) == (380, "E", 1)
+            assert fault["data"]["input"] == "tamper-1" and fault["data"]["pin"] == 27
+            assert "read failed" in fault["data"]["error"]
+            sub.wait_until(health_says_fault)
+
+            panic_pin = hub.inputs.inputs["panic-1"].button.pin
+            panic_pin.drive_high()
+            time.sleep(BOUNCE_S)
+            panic_pin.drive_low()
+            sub.wait_until(lambda msgs: bool(events("panic")))
+            assert hub.outputs["siren"].is_active and hub.rules.sounding() == ["siren"]
+
+            tamper_pin.broken = False
+            sub.wait_until(lambda msgs: len(events("input_fault")) == 2)
+            assert [e["qualifier"] for e in events("input_fault")] == ["E", "R"]
+            assert len(events("panic")) == 1 and events("tamper") == []
+    finally:
+        hub.stop(drain_timeout_s=1.0)
+        factory.close()
