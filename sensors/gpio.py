@@ -13,7 +13,10 @@ Faults:
 - While running, GpioInputs' check thread reads every input every ``check_interval_s``. An input
   whose read fails (a USB GPIO expander unplugged, a kernel error) is reported once as an
   ``input_fault`` trouble event and shown as ``"fault"`` in ``states()``; when it reads again,
-  an ``input_fault`` restore. The other inputs go on as before.
+  an ``input_fault`` restore. The other inputs go on as before. A line that failed may also
+  have delivered no edges: if the input reads otherwise than gpiozero last saw it, that change
+  is reported after the restore (marked ``after_fault``), a tamper switch opened meanwhile
+  included, and gpiozero's own state is brought up to date so the next edge counts.
 - Outputs never raise out of ``on()``/``off()``: the alarm rules call them on the thread that
   reports an alarm, and that alarm must still be recorded and published. A failure is logged
   once per change (failing, working again) and kept in ``GpioOutput.fault``.
@@ -250,6 +253,25 @@ def _error_text(exc: BaseException) -> str:
 # -- inputs -------------------------------------------------------------------------------
 
 
+class _Button(Button):  # type: ignore[misc]  # gpiozero ships no types
+    """gpiozero's Button, plus catching up with a change whose edge never came."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # gpiozero's edge thread and the check thread both move the button's last state: one
+        # at a time, so a change is reported once.
+        self._events_lock = threading.RLock()
+        super().__init__(*args, **kwargs)
+
+    def _fire_events(self, ticks: Any, new_active: Any) -> None:
+        with self._events_lock:
+            super()._fire_events(ticks, new_active)
+
+    def catch_up(self) -> None:
+        """Fire the callbacks for the state read now if it differs from the last one seen
+        (no-op otherwise); raises what the pin raises when it cannot be read."""
+        self._fire_events(self.pin_factory.ticks(), bool(self.is_active))
+
+
 class GpioInput:
     """One input: press reports its kind, a long press its ``hold_kind``, release a restore."""
 
@@ -260,10 +282,11 @@ class GpioInput:
         self.emit = emit
         self.muted = False
         self.fault: str | None = None  # why the pin cannot be read; None while it reads
+        self._catching_up: threading.Thread | None = None  # the thread reporting a missed edge
         self.button = _open(
             f"input {spec.name!r}",
             spec.pin,
-            lambda factory: Button(
+            lambda factory: _Button(
                 spec.pin,
                 pull_up=spec.pull_up,
                 active_state=spec.active_high,
@@ -311,6 +334,17 @@ class GpioInput:
             self.fault = None
             log.warning("input %s (GPIO %d) reads again", self.spec.name, self.spec.pin)
             self._send("input_fault", RESTORE)
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Report a change the dead line gave no edge for (the check thread)."""
+        self._catching_up = threading.current_thread()
+        try:
+            self.button.catch_up()
+        except Exception:  # failing again: the next round reports it
+            log.debug("input %s: no catch-up read", self.spec.name, exc_info=True)
+        finally:
+            self._catching_up = None
 
     def report_initial_state(self) -> None:
         """A tamper switch already open (or a door already open) at start is reported."""
@@ -331,6 +365,8 @@ class GpioInput:
     def _send(self, kind: str, qualifier: str, **data: Any) -> None:
         if self.muted:  # shutting down: a button still held must not report as it closes
             return
+        if self._catching_up is threading.current_thread() and kind != "input_fault":
+            data["after_fault"] = True  # it changed while the line was dead, not just now
         try:
             self.emit(
                 Event(

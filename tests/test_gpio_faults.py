@@ -25,6 +25,7 @@ from gpiozero import Button, OutputDevice
 from gpiozero.exc import GPIOPinInUse
 from gpiozero.pins.mock import MockFactory, MockPin
 from hub_helpers import wait_until
+from mqtt_helpers import Subscriber
 
 from gateway.alarm import AlarmRule, AlarmRules
 from gateway.config import Config, parse_config
@@ -69,9 +70,14 @@ seconds = 60
 
 
 class FailingPin(MockPin):
-    """A mock pin whose reads and writes raise OSError while ``broken`` is set."""
+    """A mock pin on a dead chip while ``broken`` is set: reads and writes raise OSError, and
+    edges are lost (the level still changes, as the wire does)."""
 
     broken = False
+
+    def _call_when_changed(self, *args: Any, **kwargs: Any) -> None:
+        if not self.broken:
+            super()._call_when_changed(*args, **kwargs)
 
     def _get_state(self) -> Any:
         if self.broken:
@@ -299,6 +305,45 @@ def test_an_input_failing_at_run_time_is_one_trouble_event_and_the_rest_goes_on(
             out.close()
 
 
+def test_a_change_while_the_line_was_dead_is_reported_when_it_reads_again(
+    board: SimBoard, tmp_path: Path
+) -> None:
+    cfg = config(HUB + PANIC + TAMPER, tmp_path)
+    emitted = Collected()
+    inputs = GpioInputs(cfg.inputs, emitted, board.factory, check_interval_s=0.05)
+    board.attach(inputs.inputs, {})
+    inputs.start()
+    try:
+        tamper_pin = inputs.inputs["tamper-1"].button.pin
+        tamper_pin.broken = True
+        wait_until(lambda: emitted.of("input_fault"), what="input_fault")
+        board.press("tamper-1")  # the case is opened while the chip is gone: no edge
+        rounds = inputs.checks
+        wait_until(lambda: inputs.checks >= rounds + 3, what="three more check rounds")
+        assert emitted.of("tamper") == []
+
+        tamper_pin.broken = False
+        wait_until(lambda: emitted.of("tamper"), what="the missed tamper")
+        assert [(e.kind, e.qualifier) for e in emitted.events] == [
+            ("input_fault", NEW),
+            ("input_fault", RESTORE),
+            ("tamper", NEW),
+        ]
+        assert emitted.of("tamper")[0].data == {"input": "tamper-1", "pin": 27, "after_fault": True}
+        assert inputs.states()["tamper-1"] is True
+
+        # gpiozero saw the change too: closing the case is the next edge, and it counts.
+        time.sleep(BOUNCE_S)
+        board.release("tamper-1")
+        wait_until(lambda: emitted.of("tamper", RESTORE), what="tamper restore")
+        assert emitted.of("tamper", RESTORE)[0].data == {"input": "tamper-1", "pin": 27}
+        rounds = inputs.checks
+        wait_until(lambda: inputs.checks >= rounds + 3, what="three more check rounds")
+        assert len(emitted.of("tamper")) == 2 and len(emitted.of("input_fault")) == 2
+    finally:
+        inputs.close()
+
+
 def test_an_input_unreadable_at_start_is_reported_at_start(board: SimBoard, tmp_path: Path) -> None:
     cfg = config(HUB + PANIC + TAMPER, tmp_path)
     emitted = Collected()
@@ -338,3 +383,53 @@ def test_a_failing_siren_does_not_stop_the_alarm_and_is_logged_once(
         rules.close()
         for out in outputs.values():
             out.close()
+
+
+def test_the_hub_publishes_an_input_fault_and_its_restore_and_keeps_the_alarm_path(
+    mosquitto: Any, tmp_path: Path
+) -> None:
+    # The whole hub over a real broker: the trouble goes out as Contact ID 380, health shows
+    # the input as a fault, and a panic meanwhile is published and sounds the siren.
+    uplink = "[uplink]\nreceipts = false\nhealth_interval_s = 0.2\n"
+    cfg = config(HUB + uplink + PANIC + TAMPER + SIREN, tmp_path)
+    factory = MockFactory(pin_class=FailingPin)
+    topics = "tuquan/v1/phuong-1/gate-1/"
+    hub = Hub(cfg, tmp_path / "data", pin_factory=factory, broker=(mosquitto.host, mosquitto.port))
+    hub.inputs.check_interval_s = 0.05
+    try:
+        with Subscriber(mosquitto, topics + "event/+", topics + "health") as sub:
+            hub.start()
+            wait_until(lambda: hub.uplink.connected, what="hub online")
+            tamper_pin = hub.inputs.inputs["tamper-1"].button.pin
+            tamper_pin.broken = True
+
+            def events(kind: str) -> list[Any]:
+                return [m.json() for m in sub.messages if m.topic == topics + f"event/{kind}"]
+
+            def health_says_fault(msgs: list[Any]) -> bool:
+                return any(
+                    m.topic.endswith("/health") and m.json()["inputs"].get("tamper-1") == "fault"
+                    for m in msgs
+                )
+
+            sub.wait_until(lambda msgs: bool(events("input_fault")))
+            [fault] = events("input_fault")
+            assert (fault["cid"], fault["qualifier"], fault["priority"]) == (380, "E", 1)
+            assert fault["data"]["input"] == "tamper-1" and fault["data"]["pin"] == 27
+            assert "read failed" in fault["data"]["error"]
+            sub.wait_until(health_says_fault)
+
+            panic_pin = hub.inputs.inputs["panic-1"].button.pin
+            panic_pin.drive_high()
+            time.sleep(BOUNCE_S)
+            panic_pin.drive_low()
+            sub.wait_until(lambda msgs: bool(events("panic")))
+            assert hub.outputs["siren"].is_active and hub.rules.sounding() == ["siren"]
+
+            tamper_pin.broken = False
+            sub.wait_until(lambda msgs: len(events("input_fault")) == 2)
+            assert [e["qualifier"] for e in events("input_fault")] == ["E", "R"]
+            assert len(events("panic")) == 1 and events("tamper") == []
+    finally:
+        hub.stop(drain_timeout_s=1.0)
+        factory.close()
