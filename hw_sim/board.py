@@ -25,7 +25,9 @@ class SimBoard:
         self.factory = MockFactory()
         self._inputs: dict[str, Device] = {}
         self._outputs: dict[str, Device] = {}
-        self._timers: list[threading.Timer] = []
+        # One pending release per input: a new hold replaces the last one, so holding a
+        # button again and again does not pile up timers for the life of the simulator.
+        self._timers: dict[str, threading.Timer] = {}
 
     def attach(self, inputs: dict[str, Any], outputs: dict[str, Device]) -> None:
         """Learn the hub's devices: ``inputs`` maps names to objects with a ``button``."""
@@ -59,10 +61,19 @@ class SimBoard:
         if not 0 < seconds <= 600:
             raise SimError("hold seconds must be in (0, 600]")
         self.press(name)
-        timer = threading.Timer(seconds, self.release, args=(name,))
+        previous = self._timers.pop(name, None)
+        if previous is not None:
+            previous.cancel()
+        timer = threading.Timer(seconds, lambda: self._release_held(name, timer))
         timer.daemon = True
-        self._timers.append(timer)
+        self._timers[name] = timer
         timer.start()
+
+    def _release_held(self, name: str, timer: threading.Timer) -> None:
+        """A hold's timer thread: let go, and forget the timer (unless a new hold replaced it)."""
+        if self._timers.get(name) is timer:
+            del self._timers[name]
+        self.release(name)
 
     def inputs(self) -> dict[str, bool]:
         return {name: bool(b.is_active) for name, b in self._inputs.items()}
@@ -72,13 +83,15 @@ class SimBoard:
 
     def release_all(self) -> None:
         """Let go of every input (so gpiozero's hold threads end at once)."""
-        for timer in self._timers:
+        for timer in list(self._timers.values()):
             timer.cancel()
+        self._timers.clear()
         for name, button in self._inputs.items():
             if button.is_active:
                 self.release(name)
 
     def close(self) -> None:
-        for timer in self._timers:
+        for timer in list(self._timers.values()):
             timer.cancel()
+        self._timers.clear()
         self.factory.close()
