@@ -204,8 +204,22 @@ def _cmd_receive(args: argparse.Namespace) -> int:
         return 1
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tuquan")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tuquan", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="tuquan",
+        description="tuquan, the neighborhood security hub: run the hub or its simulator, "
+        "drive a simulated hub, run the commune receiver, check a config, detect people.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the hub (real hardware, or --sim)")

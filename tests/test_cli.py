@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -178,3 +179,10 @@ def test_a_bad_scenario_names_the_step_and_exits_2(tmp_path: Path) -> None:
     assert "steps[0].action: must be one of" in result.stderr
     assert "steps[1].at: must be a number" in result.stderr
     assert "steps[1].input: press needs the name of an input" in result.stderr
+
+
+def test_version_and_plain_help() -> None:
+    version = subprocess.run([*TUQUAN, "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and re.fullmatch(r"tuquan \S+\n", version.stdout)
+    helped = subprocess.run([*TUQUAN, "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "``" not in helped.stdout and "run" in helped.stdout
