@@ -19,7 +19,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
@@ -155,6 +155,11 @@ class Hub:
             store = SnapshotStore(self.data_dir / SNAPSHOT_DIR, max_bytes=cfg.snapshots.max_bytes)
             self.snapshots = SnapshotPublisher(store, self.topics, self.uplink)
         self.malformed_commands = 0
+        self._commands: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "silence": self._cmd_silence,
+            "ping": self._cmd_ping,
+            "snapshot": self._cmd_snapshot,
+        }
         self._running = False
         self._store_turned = threading.Event()
         self._ready_lock = threading.Lock()
@@ -226,6 +231,11 @@ class Hub:
         """Sound local outputs at once, then queue the event for commit and publishing."""
         event = replace(event, clock_synced=self.clock.synced())
         self.rules.handle(event)
+        return self._record(event)
+
+    def _record(self, event: Event) -> Future[list[Event]]:
+        """Queue the event for commit and publishing, without the alarm rules (for what they
+        already did: a remote silence has silenced)."""
         committed = self.dispatcher.submit([event])  # logged after: the store thread goes first
         log.info(
             "event %s %s%s from %s",
@@ -386,24 +396,33 @@ class Hub:
             self.malformed_commands += 1
             log.warning("refused command %s: %s", name[:40], refusal)
             result.update(ok=False, error=refusal, hub_ts=round(time.time(), 3))
-        elif name == "silence":
-            by = str(body.get("by", "remote"))[:64]
-            result["silenced"] = self.rules.silence(reason=f"remote command by {by}")
-            self.emit(Event(kind="silenced", zone="hub", source="remote", data={"by": by}))
-        elif name == "ping":
-            result["ts"] = time.time()
-        elif name == "snapshot":
-            event_id = body.get("id")
-            if not isinstance(event_id, str) or not event_id:
-                result.update(ok=False, error='"id" (an event id) is required')
-            elif self.snapshots is None or not self.snapshots.republish(event_id):
-                result.update(ok=False, id=event_id[:64], error="no snapshot for that event")
-            else:
-                result.update(id=event_id, topic=self.topics.snapshot(event_id))
+        elif name in self._commands:
+            result.update(self._commands[name](body))
         else:
             self.malformed_commands += 1
             result.update(ok=False, error=f"unknown command {name[:40]!r}")
         self.uplink.publish_json(self.topics.cmd_result, result)
+
+    # Command handlers (paho's network thread): the body in, the result's fields out.
+
+    def _cmd_silence(self, body: dict[str, Any]) -> dict[str, Any]:
+        by = str(body.get("by", "remote"))[:64]
+        silenced = self.rules.silence(reason=f"remote command by {by}")
+        # Recorded without the rules: they would silence a second time.
+        event = Event(kind="silenced", zone="hub", source="remote", data={"by": by})
+        self._record(replace(event, clock_synced=self.clock.synced()))
+        return {"silenced": silenced}
+
+    def _cmd_ping(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"ts": time.time()}
+
+    def _cmd_snapshot(self, body: dict[str, Any]) -> dict[str, Any]:
+        event_id = body.get("id")
+        if not isinstance(event_id, str) or not event_id:
+            return {"ok": False, "error": '"id" (an event id) is required'}
+        if self.snapshots is None or not self.snapshots.republish(event_id):
+            return {"ok": False, "id": event_id[:64], "error": "no snapshot for that event"}
+        return {"id": event_id, "topic": self.topics.snapshot(event_id)}
 
     def uplink_health(self) -> dict[str, Any]:
         """Health's ``uplink``: the link's state, round trip, outages, takeovers, the LED."""

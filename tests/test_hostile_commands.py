@@ -67,3 +67,28 @@ def test_the_untrusted_parser_refuses_with_a_value_error(name: str) -> None:
 def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
     assert nesting_depth('{"a": "[[[[{{{{", "b": [1, {"c": "]]]\\"[["}]}', 5) == 3
     assert loads_untrusted('{"a": "' + "[" * 1000 + '"}', max_bytes=4096) == {"a": "[" * 1000}
+
+
+def test_a_remote_silence_is_answered_and_recorded_once_with_who_sent_it(
+    mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        Subscriber(mosquitto, f"{TOPICS.base}/event/silenced") as events,
+        Subscriber(mosquitto, TOPICS.cmd_result) as sub,
+        sim_hub(mosquitto, tmp_path, uplink={"receipts": False}) as hub,
+    ):
+        wait_until(lambda: hub.hub.uplink.connected, what="hub online")
+        hub.board.press("panic-1")
+        hub.board.release("panic-1")
+        caplog.clear()
+        sub.publish(
+            SILENCE, json.dumps({"request_id": "one", "by": "officer-7", "ts": time.time()})
+        )
+        [answer] = [m.json() for m in sub.wait_for(1)]
+        [event] = [m.json() for m in events.wait_for(1)]
+        assert hub.board.outputs()["siren"] is False
+        hub.hub.dispatcher.call(lambda o: None).result(5)  # everything queued is published
+    assert answer["silenced"] == ["siren"] and event["data"] == {"by": "officer-7"}
+    assert len(events.messages) == 1
+    silenced = [r.getMessage() for r in caplog.records if "silenced (" in r.getMessage()]
+    assert silenced[:1] == ["output siren silenced (remote command by officer-7)"]
