@@ -97,6 +97,11 @@ class SnapshotPublisher:
         self._backlog: list[str] = []  # a heap of event ids: oldest first
         self._queued: set[str] = set()
         self._inflight: dict[int, _InFlight] = {}
+        # PUBACKs from paho's thread wait here for the snapshot thread (see on_published);
+        # _publishing covers the moment between publish() and the entry in _inflight.
+        self._pubacks: deque[tuple[int, bool]] = deque()
+        self._puback_woken = False
+        self._publishing = False
         self._pending = 0  # for health (read from other threads)
 
     # -- life cycle -----------------------------------------------------------------------
@@ -153,8 +158,15 @@ class SnapshotPublisher:
         self._queue.put(("online", False))
 
     def on_published(self, mid: int, accepted: bool) -> None:
-        """Every PUBACK of the hub's client comes here; those of other messages are ignored."""
-        self._queue.put(("puback", mid, accepted))
+        """Every PUBACK of the hub's client comes here, most of them for events. Only while a
+        snapshot is in flight (or being published) are they kept, and the snapshot thread is
+        woken once for all that came in since its last turn, not once for each."""
+        if not (self._inflight or self._publishing):
+            return
+        self._pubacks.append((mid, accepted))
+        if not self._puback_woken:
+            self._puback_woken = True
+            self._queue.put(("pubacks",))
 
     def health(self) -> dict[str, Any]:
         try:
@@ -183,10 +195,15 @@ class SnapshotPublisher:
                 except queue.Empty:
                     break
             try:
+                self._puback_woken = False  # before taking them: a later one wakes us again
+                while self._pubacks:
+                    mid, accepted = self._pubacks.popleft()
+                    self._apply(("puback", mid, accepted))
                 for op in ops:
                     if op[0] == "stop":
                         return
-                    self._apply(op)
+                    if op[0] != "pubacks":
+                        self._apply(op)
                 self._resend_stale()
                 self._pump()
             except Exception:
@@ -256,8 +273,12 @@ class SnapshotPublisher:
                 self._marker(event_id).unlink(missing_ok=True)
                 log.warning("snapshot %s was deleted (size cap) before it was published", event_id)
                 continue
-            mid = self.uplink.publish(self.topics.snapshot(event_id), jpeg, retain=False, qos=1)
-            self._inflight[mid] = _InFlight(event_id, time.monotonic())
+            self._publishing = True
+            try:
+                mid = self.uplink.publish(self.topics.snapshot(event_id), jpeg, qos=1)
+                self._inflight[mid] = _InFlight(event_id, time.monotonic())
+            finally:
+                self._publishing = False
 
     def _resend_stale(self) -> None:
         if not self._online:

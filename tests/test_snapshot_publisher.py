@@ -174,3 +174,35 @@ def test_pubacks_of_other_messages_are_ignored(
     publisher.on_published(uplink.mids()[0], True)
     wait_until(lambda: publisher.stats.published == 1, what="acknowledged")
     assert publisher.health()["pending"] == 0 and len(uplink.sent) == 1
+
+
+def test_event_pubacks_do_not_wake_the_snapshot_thread(
+    store: SnapshotStore, uplink: Uplink
+) -> None:
+    idle = SnapshotPublisher(store, TOPICS, uplink)  # not started: its queue shows every wake
+    for mid in range(1, 1001):  # the PUBACKs of 1,000 events, no snapshot in flight
+        idle.on_published(mid, True)
+    assert idle._queue.qsize() == 0 and not idle._pubacks
+
+
+def test_pubacks_while_a_snapshot_is_in_flight_wake_the_thread_once_per_batch(
+    store: SnapshotStore, uplink: Uplink
+) -> None:
+    idle = SnapshotPublisher(store, TOPICS, uplink)  # not started: its queue shows every wake
+    idle._publishing = True  # a snapshot going out: from now on PUBACKs may be its own
+    for mid in range(1, 501):
+        idle.on_published(mid, True)
+    assert idle._queue.qsize() == 1 and len(idle._pubacks) == 500
+
+
+def test_a_snapshot_acknowledged_among_event_pubacks_is_published(
+    publisher: SnapshotPublisher, uplink: Uplink
+) -> None:
+    publisher.put("ev-1", jpeg(1))
+    publisher.on_connected()
+    wait_until(lambda: len(uplink.sent) == 1, what="sent")
+    for mid in range(1, 501):  # events acknowledged while the snapshot is in flight
+        publisher.on_published(mid, True)
+    publisher.on_published(uplink.mids()[0], True)
+    wait_until(lambda: publisher.stats.published == 1, what="the snapshot acknowledged")
+    wait_until(lambda: publisher.health()["in_flight"] == 0, what="nothing left in flight")
