@@ -25,12 +25,20 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from hub_helpers import wait_until
+from hub_helpers import outbox_counts, sim_hub, wait_until
 from mqtt_helpers import Message, Subscriber
 
 from commune.receiver import Receiver, ReceiverStats
 from commune.store import EventStore, ReceivedEvent
-from commune.validate import MAX_DATA_BYTES
+from commune.validate import (
+    MAX_DATA_BYTES,
+    MAX_EVENT_DEPTH,
+    MAX_ID_LENGTH,
+    MAX_SEQ,
+    MAX_ZONE_LENGTH,
+    InvalidEvent,
+    parse_event_message,
+)
 from gateway.events import Event
 from gateway.topics import HubTopics, receiver_status_topic
 
@@ -84,16 +92,23 @@ POISON: dict[str, tuple[str, bytes]] = {
     "seq true": ("panic", raw(event_dict(seq=True))),
     "nested 100,000 levels": ("panic", b'{"a":' * 100_000 + b"1" + b"}" * 100_000),
     "nested 20,000 levels, under the size limit": ("panic", deeply_nested(20_000)),
+    # The event's object, data's, and 31 lists: one level past the limit.
+    "nested one level too deep": ("panic", deeply_nested(MAX_EVENT_DEPTH - 1)),
+    # An unterminated string full of brackets and escaped quotes: the depth scan must not be
+    # fooled into counting them, nor take long over them.
+    "unterminated string": ("panic", b'{"id": "' + b'[\\"' * 20_000),
     "1 MB payload": ("panic", raw(event_dict(data={"pad": "x" * 1_000_000}))),
     "data over its limit": ("panic", raw(event_dict(data={"pad": "x" * MAX_DATA_BYTES}))),
     "NaN in data": ("panic", with_text(data='{"level": NaN}')),
     "Infinity in data": ("panic", with_text(data='{"level": -Infinity}')),
+    "1e400 in data": ("panic", with_text(data='{"level": 1e400}')),  # json.loads makes it inf
     "400-digit ts": ("panic", with_text(ts="9" * 400)),
     "400-digit ts string": ("panic", raw(event_dict(ts="9" * 400))),
     'ts "not a time"': ("panic", raw(event_dict(ts="not a time"))),
     "ts not UTC": ("panic", raw(event_dict(ts="2025-01-01T07:00:00+07:00"))),
     "ts without a zone": ("panic", raw(event_dict(ts="2025-01-01T00:00:00"))),
     "ts in year 1": ("panic", raw(event_dict(ts="0001-01-01T00:00:00Z"))),
+    "ts in a 13th month": ("panic", raw(event_dict(ts="2026-13-01T00:00:00Z"))),
     "data a list": ("panic", raw(event_dict(data=[1, 2]))),
     "data null": ("panic", raw(event_dict(data=None))),
     "unknown kind without priority or cid": ("glass_break", raw(unknown_kind())),
@@ -677,3 +692,112 @@ def test_the_feed_position_survives_a_reopen_and_an_older_file_starts_after_its_
         store._conn.execute("DROP TABLE meta")
     with EventStore(path) as store:
         assert store.feed_position() == 3
+
+
+# -- the limits themselves --------------------------------------------------------------------
+
+
+def test_each_limit_accepts_its_bound_and_refuses_one_past_it() -> None:
+    """A limit checked one-sidedly would refuse genuine events at its edge, which a hub would
+    then re-send forever: each bound itself passes, one past it does not."""
+
+    def accepted(kind: str, payload: bytes) -> bool:
+        try:
+            parse_event_message(TOPICS.event(kind), payload, commune=COMMUNE, received_at="x")
+        except InvalidEvent:
+            return False
+        return True
+
+    pad = MAX_DATA_BYTES - len('{"pad":""}')  # data as stored: compact, sorted keys
+    cases = {
+        "depth": (deeply_nested(MAX_EVENT_DEPTH - 2), deeply_nested(MAX_EVENT_DEPTH - 1)),
+        "seq": (raw(event_dict(seq=MAX_SEQ)), raw(event_dict(seq=MAX_SEQ + 1))),
+        "seq low": (raw(event_dict(seq=1)), raw(event_dict(seq=0))),
+        "data": (
+            raw(event_dict(data={"pad": "x" * pad})),
+            raw(event_dict(data={"pad": "x" * (pad + 1)})),
+        ),
+        "id": (
+            raw(event_dict(id="i" * MAX_ID_LENGTH)),
+            raw(event_dict(id="i" * (MAX_ID_LENGTH + 1))),
+        ),
+        "zone": (
+            raw(event_dict(zone="z" * MAX_ZONE_LENGTH)),
+            raw(event_dict(zone="z" * (MAX_ZONE_LENGTH + 1))),
+        ),
+        "ts year": (
+            raw(event_dict(ts="1970-01-01T00:00:00Z")),
+            raw(event_dict(ts="1969-12-31T23:59:59Z")),
+        ),
+        "priority": (
+            raw(unknown_kind(priority=9, cid=999)),
+            raw(unknown_kind(priority=9, cid=1000)),
+        ),
+    }
+    for name, (at_bound, past_it) in cases.items():
+        kind = "glass_break" if name == "priority" else "panic"
+        assert accepted(kind, at_bound), f"{name}: the bound itself is refused"
+        assert not accepted(kind, past_it), f"{name}: one past the bound is accepted"
+
+
+# -- a real hub's panic after poison ----------------------------------------------------------
+
+SIM_COMMUNE, SIM_HUB = "demo", "sim-hub"  # the simulated hub's (hw_sim/sim_hub.toml)
+SIM_TOPICS = HubTopics(SIM_COMMUNE, SIM_HUB)
+
+
+def sim_panic_delivered(sim: Any, db_path: Path, timeout: float = 15.0) -> None:
+    """The simulated hub's panic is in the commune's store and its receipt reached the hub, well
+    inside the hub's 30 s receipt timeout (so not by a timed re-send)."""
+
+    def panic_stored() -> bool:
+        with EventStore(db_path) as store:
+            return any(r["kind"] == "panic" for r in store.recent(100))
+
+    wait_until(panic_stored, timeout, "the panic in the commune's store")
+    wait_until(
+        lambda: outbox_counts(sim).get("undelivered_alarm", 0) == 0, timeout, "panic receipted"
+    )
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["live", "from-the-session"])
+def test_a_real_hubs_panic_is_stored_and_receipted_at_once_after_poison(
+    restart: bool, mosquitto: Any, tmp_path: Path
+) -> None:
+    """The finding as it was seen: poison on a real hub's topics (seq 10**30 jammed the store
+    for good, 100,000 levels of nesting left its batch unacknowledged), then a press of the
+    simulated hub's panic button. With ``restart`` the poison waits in the receiver's session
+    and reaches it in the burst after a restart, ahead of the panic."""
+    db_path = tmp_path / "receiver.sqlite3"
+
+    def new_receiver() -> Receiver:
+        receiver = Receiver(mosquitto.host, mosquitto.port, SIM_COMMUNE, db_path)
+        receiver.start()
+        assert receiver.wait_subscribed(10)
+        return receiver
+
+    poison = [
+        (SIM_TOPICS.event("panic"), raw(event_dict(hub=SIM_HUB, seq=10**30))),
+        (SIM_TOPICS.event("panic"), b'{"a":' * 100_000 + b"1" + b"}" * 100_000),
+        (
+            SIM_TOPICS.event("panic"),
+            with_text(data='{"level": NaN}').replace(b'"hub-1"', b'"sim-hub"'),
+        ),
+    ]
+    receiver = new_receiver()
+    try:
+        if restart:
+            receiver.stop()  # the broker keeps its session and queues the poison there
+        with Subscriber(mosquitto) as attacker:
+            for topic, payload in poison:
+                attacker.publish(topic, payload)
+        if restart:
+            receiver = new_receiver()
+        with sim_hub(mosquitto, tmp_path / "hub") as sim:
+            wait_until(lambda: sim.hub.uplink.connected, 10, "hub online")
+            sim.board.press("panic-1")
+            sim.board.release("panic-1")
+            sim_panic_delivered(sim, db_path)
+        assert receiver.stats.malformed == len(poison)
+    finally:
+        receiver.stop()
