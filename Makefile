@@ -32,7 +32,8 @@ lint: setup
 	@rc=0; \
 	$(BIN)/ruff check . || rc=1; \
 	$(BIN)/ruff format --check . || rc=1; \
-	$(BIN)/mypy gateway || rc=1; \
+	$(BIN)/mypy || rc=1; \
+	$(BIN)/lint-imports || rc=1; \
 	exit $$rc
 
 test: lint

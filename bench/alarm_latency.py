@@ -27,7 +27,7 @@ from gpiozero.pins.mock import MockFactory
 
 from bench import common
 from bench.broker import Broker, mosquitto
-from gateway.events import Event
+from core.events import Event
 from hw_sim.simulator import SimulatedHub, load_sim_config
 
 TARGET_P99_RATIO = 2.0

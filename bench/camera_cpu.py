@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from bench import common
-from gateway.events import Event
+from core.events import Event
 from sensors.camera.pipeline import CameraPipeline
 from sensors.camera.settings import CameraSettings, MotionSettings, ZoneSettings
 from sensors.camera.sources import EndOfStream, Frame

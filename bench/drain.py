@@ -19,11 +19,11 @@ from pathlib import Path
 
 from bench import common
 from bench.broker import Broker, mosquitto
+from core.events import Event
+from core.topics import HubTopics
 from gateway.dispatcher import Dispatcher
-from gateway.events import Event
 from gateway.guarded_outbox import GuardedOutbox
 from gateway.outbox import Outbox
-from gateway.topics import HubTopics
 from gateway.uplink import BrokerSettings, Uplink, UplinkHandlers
 
 TARGET_RATIO = 0.8

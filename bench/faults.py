@@ -31,8 +31,8 @@ from bench.alarm_latency import Arrivals
 from bench.broker import Broker, mosquitto
 from commune.receiver import Receiver
 from commune.store import EventStore
-from gateway.config import Config, parse_config
 from hw_sim.simulator import SimulatedHub, default_config_path
+from settings import Config, parse_config
 
 COMMUNE = "demo"
 

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import common
+from core.events import Event
+from core.topics import HubTopics
 from gateway.dispatcher import Dispatcher
-from gateway.events import Event
 from gateway.outbox import Outbox
-from gateway.topics import HubTopics
 
 HUB = "bench-hub"
 PRODUCERS = 4

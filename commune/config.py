@@ -23,7 +23,8 @@ from typing import Annotated
 
 from pydantic import Field, StrictStr, ValidationError
 
-from gateway.config import (
+from core.errors import ConfigError
+from settings import (
     BrokerConfig,
     HubConfig,
     _Context,
@@ -31,7 +32,6 @@ from gateway.config import (
     _pydantic_errors,
     _toml_syntax_error,
 )
-from gateway.errors import ConfigError
 
 
 class ReceiverSection(_Frozen):

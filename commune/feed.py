@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from commune.store import EventStore
-from gateway.safe_json import loads_untrusted
+from core.safe_json import loads_untrusted
 
 log = logging.getLogger(__name__)
 

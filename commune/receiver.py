@@ -59,9 +59,9 @@ from commune.feed import AlertFeed
 from commune.store import EventStore, ReceivedEvent
 from commune.storing import Outcome, Pending, Stopped, store_pending
 from commune.validate import InvalidEvent, parse_event_message
-from gateway.errors import TuquanError
-from gateway.events import utc_now_iso
-from gateway.topics import (
+from core.errors import TuquanError
+from core.events import utc_now_iso
+from core.topics import (
     HubTopics,
     commune_event_filter,
     commune_snapshot_filter,

@@ -28,7 +28,7 @@ from typing import Any
 
 import sqlite_utils
 
-from gateway.events import Event
+from core.events import Event
 
 log = logging.getLogger(__name__)
 

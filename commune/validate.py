@@ -4,7 +4,7 @@ Everything a hub sends is hostile input until proven otherwise: a message that p
 every column of the store (SQLite integers are signed 64-bit, text is UTF-8), so storing it can
 fail only for reasons outside the message. ``parse_event_message`` turns one MQTT message into
 a ``ReceivedEvent`` or raises ``InvalidEvent`` saying why it is refused. It never goes through
-``gateway.events.Event``, whose constructor refuses kinds this receiver does not know: a newer
+``core.events.Event``, whose constructor refuses kinds this receiver does not know: a newer
 hub's kind is stored as it comes (version skew loses nothing), with the ``priority`` and ``cid``
 the hub gave it.
 
@@ -19,10 +19,10 @@ from datetime import datetime
 from typing import Any
 
 from commune.store import ReceivedEvent
-from gateway.errors import TuquanError
-from gateway.events import KINDS, NEW, RESTORE
-from gateway.safe_json import loads_untrusted
-from gateway.topics import parse_hub_topic
+from core.errors import TuquanError
+from core.events import KINDS, NEW, RESTORE
+from core.safe_json import loads_untrusted
+from core.topics import parse_hub_topic
 
 MAX_EVENT_BYTES = 64 * 1024  # a hub's event is a few hundred bytes; snapshots have their own limit
 MAX_EVENT_DEPTH = 32  # nesting of the whole message, checked before parsing

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.events import Event
+from core.events import Event
 
 log = logging.getLogger(__name__)
 

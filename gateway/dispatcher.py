@@ -29,10 +29,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from gateway.events import Event, Priority
+from core.events import Event, Priority
+from core.topics import HubTopics
 from gateway.guarded_outbox import GuardedOutbox, StorageRefused
 from gateway.outbox import Outbox, Row
-from gateway.topics import HubTopics
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.errors import TuquanError
-from gateway.events import NEW, RESTORE, Event, Priority
+from core.errors import TuquanError
+from core.events import NEW, RESTORE, Event, Priority
 from gateway.held_events import Held, HeldEvents
 from gateway.outbox import DELIVERED, PENDING, SENT, Outbox, OutboxDamaged, OutboxStats, Row
 from gateway.outbox_files import SEQ_BLOCK, SeqRecord, quarantine, salvage

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from gateway.events import Priority
+from core.events import Priority
 from gateway.outbox import DELIVERED, PENDING, SENT, Row
 
 _ALARM = int(Priority.ALARM)

@@ -26,8 +26,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from core.events import NEW, RESTORE, Event
 from gateway.alarm import Switch
-from gateway.events import NEW, RESTORE, Event
 from gateway.uplink import LINK_OFFLINE, LINK_ONLINE, LINK_SILENT, LinkStatus, Outage
 
 log = logging.getLogger(__name__)

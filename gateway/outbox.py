@@ -23,8 +23,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import TuquanError
-from gateway.events import Event, Priority
+from core.errors import TuquanError
+from core.events import Event, Priority
 
 log = logging.getLogger(__name__)
 

@@ -25,21 +25,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from core.clock import ClockStatus
+from core.events import NEW, RESTORE, Event
+from core.safe_json import loads_untrusted
+from core.topics import HubTopics
 from gateway.alarm import AlarmRule, AlarmRules
-from gateway.clock import ClockStatus
-from gateway.config import Config
 from gateway.dispatcher import Dispatcher
-from gateway.events import NEW, RESTORE, Event
 from gateway.guarded_outbox import GuardedOutbox
 from gateway.link_report import LinkReport
-from gateway.safe_json import loads_untrusted
 from gateway.sdnotify import SystemdNotifier
 from gateway.snapshots import SnapshotPublisher
-from gateway.topics import HubTopics
 from gateway.uplink import BrokerSettings, Liveness, Uplink, UplinkHandlers
 from sensors.gpio import GpioInputs, make_outputs, output_faults
 from sensors.modbus import ModbusPollers
 from sensors.serial_bus import SerialBuses
+from settings import Config
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.topics import HubTopics
+from core.topics import HubTopics
 
 log = logging.getLogger(__name__)
 

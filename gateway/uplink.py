@@ -41,8 +41,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from gateway.safe_json import loads_untrusted
-from gateway.topics import HubTopics, receiver_status_topic
+from core.safe_json import loads_untrusted
+from core.topics import HubTopics, receiver_status_topic
 
 log = logging.getLogger(__name__)
 

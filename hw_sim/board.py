@@ -13,7 +13,7 @@ from typing import Any
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
-from gateway.errors import TuquanError
+from core.errors import TuquanError
 
 
 class SimError(TuquanError):

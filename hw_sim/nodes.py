@@ -38,9 +38,9 @@ from typing import Any
 
 from firmware_py import compat
 from firmware_py.node import Node, check_config
-from gateway.config import BusConfig, Config, NodeConfig
 from hw_sim.board import SimError
 from hw_sim.machine_shim import Board
+from settings import BusConfig, Config, NodeConfig
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import ConfigError
-from gateway.events import KINDS
+from core.errors import ConfigError
+from core.events import KINDS
 
 log = logging.getLogger(__name__)
 

@@ -13,14 +13,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from gateway.config import Config, load_config
-from gateway.errors import TuquanError
-from gateway.events import KINDS, NEW, Event
+from core.errors import TuquanError
+from core.events import KINDS, NEW, Event
 from gateway.service import Hub
 from hw_sim.board import SimBoard, SimError
 from hw_sim.control import ControlServer
 from hw_sim.nodes import NODE_COMMANDS, SimNodes
 from hw_sim.scenario import ScenarioPlayer, load_scenario
+from settings import Config, load_config
 
 log = logging.getLogger(__name__)
 

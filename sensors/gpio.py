@@ -7,7 +7,7 @@ to ``emit`` (which must be quick and thread-safe).
 Faults:
 
 - A device that cannot be opened (no GPIO library, not a Pi, a pin held by another program, no
-  access to ``/dev/gpiochip*``...) raises :class:`~gateway.errors.HardwareError` naming the
+  access to ``/dev/gpiochip*``...) raises :class:`~core.errors.HardwareError` naming the
   device, its pin, the underlying error and what to do; ``tuquan run`` prints it and exits 2.
   What this module opened before the failing device is closed (:func:`close_all`).
 - While running, GpioInputs' check thread reads every input every ``check_interval_s``. An input
@@ -42,8 +42,8 @@ from gpiozero.exc import (
     PinUnknownPi,
 )
 
-from gateway.errors import HardwareError
-from gateway.events import NEW, RESTORE, Event
+from core.errors import HardwareError
+from core.events import NEW, RESTORE, Event
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ _OPENED: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 class InputSpec(Protocol):
-    """What an input needs from its configuration (gateway.config.InputConfig fits)."""
+    """What an input needs from its configuration (config.InputConfig fits)."""
 
     @property
     def name(self) -> str: ...

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import minimalmodbus
 import serial
 
-from gateway.events import NEW, RESTORE, Event
+from core.events import NEW, RESTORE, Event
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ PORT_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError,
 
 
 class ModbusSpec(Protocol):
-    """What a poller needs from its configuration (gateway.config.ModbusConfig fits)."""
+    """What a poller needs from its configuration (config.ModbusConfig fits)."""
 
     @property
     def name(self) -> str: ...

@@ -44,7 +44,7 @@ from typing import Any, Protocol
 import serial
 import serial.rs485
 
-from gateway.events import NEW, RESTORE, Event
+from core.events import NEW, RESTORE, Event
 from sensors.supervision import Supervisor
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ Emit = Callable[[Event], Future[Any]]
 
 
 class BusSpec(Protocol):
-    """What a bus needs from its configuration (gateway.config.BusConfig fits)."""
+    """What a bus needs from its configuration (config.BusConfig fits)."""
 
     @property
     def name(self) -> str: ...
@@ -107,7 +107,7 @@ class BusSpec(Protocol):
 
 
 class NodeSpec(Protocol):
-    """What a node needs from its configuration (gateway.config.NodeConfig fits)."""
+    """What a node needs from its configuration (config.NodeConfig fits)."""
 
     @property
     def name(self) -> str: ...

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.events import NEW, RESTORE, Event
+from core.events import NEW, RESTORE, Event
 
 log = logging.getLogger(__name__)
 

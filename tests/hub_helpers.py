@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from gateway.config import Config, parse_config
 from hw_sim.simulator import SimulatedHub, default_config_path
+from settings import Config, parse_config
 
 HUB = "sim-hub"
 COMMUNE = "demo"

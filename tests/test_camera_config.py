@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import SNAPSHOT_MB, Config, load_config, parse_config
-from gateway.errors import ConfigError
+from core.errors import ConfigError
 from sensors.camera.settings import (
     CameraSettings,
     FilterSettings,
@@ -26,6 +25,7 @@ from sensors.camera.settings import (
     TamperSettings,
     ZoneSettings,
 )
+from settings import SNAPSHOT_MB, Config, load_config, parse_config
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "systemd" / "hub.example.toml"
@@ -63,7 +63,7 @@ def errors_of(text: str, tmp_path: Path) -> list[tuple[str, str]]:
 def check_config(path: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "TUQUAN_BROKER_PASSWORD"}
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "check-config", str(path)],
+        [sys.executable, "-m", "tuquan", "check-config", str(path)],
         capture_output=True,
         text=True,
         env=env,

@@ -25,9 +25,9 @@ from mqtt_helpers import Message, Subscriber
 from PIL import Image
 
 from commune.receiver import Receiver
-from gateway.config import Config, parse_config
-from gateway.topics import HubTopics
+from core.topics import HubTopics
 from hw_sim.simulator import SimulatedHub, default_config_path
+from settings import Config, parse_config
 
 TOPICS = HubTopics(COMMUNE, HUB)
 EVENTS = TOPICS.event("+")
@@ -311,7 +311,7 @@ NO_CAMERA_HUB = textwrap.dedent(
     """
     import sys, tempfile, tomllib
     from pathlib import Path
-    from gateway.config import parse_config
+    from settings import parse_config
     from gateway.service import Hub
     from hw_sim.simulator import default_config_path
 

@@ -16,7 +16,7 @@ import pytest
 from camera_scenes import Clip, FakeClock, ListSource, still, walk
 from PIL import Image
 
-from gateway.events import Event
+from core.events import Event
 from sensors.camera.cameras import Cameras
 from sensors.camera.geometry import Box, detection_regions, iou
 from sensors.camera.inference import SharedDetector

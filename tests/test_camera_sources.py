@@ -15,7 +15,7 @@ import pytest
 from camera_scenes import FakeClock, noisy, street, write_avi, write_jpegs
 from conftest import free_port
 
-from gateway.events import Event
+from core.events import Event
 from sensors.camera.pipeline import CameraPipeline
 from sensors.camera.settings import CameraSettings, TamperSettings
 from sensors.camera.sources import (

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from camera_scenes import FakeClock, ListSource, covered, defocused, noisy, street, view
 
-from gateway.events import KINDS, Event
+from core.events import KINDS, Event
 from sensors.camera.pipeline import CameraPipeline
 from sensors.camera.settings import CameraSettings, TamperSettings
 

@@ -17,7 +17,7 @@ from mqtt_helpers import Subscriber
 
 from hw_sim.control import request
 
-TUQUAN = [sys.executable, "-m", "gateway.cli"]
+TUQUAN = [sys.executable, "-m", "tuquan"]
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from gateway.config import (
+from core.errors import ConfigError
+from settings import (
     PASSWORD_ENV,
     SIREN_RULE_KINDS,
     Config,
     load_config,
     parse_config,
 )
-from gateway.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "systemd" / "hub.example.toml"
@@ -82,7 +82,7 @@ def check_config(
     child_env = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
     child_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "check-config", str(path)],
+        [sys.executable, "-m", "tuquan", "check-config", str(path)],
         capture_output=True,
         text=True,
         env=child_env,

@@ -18,7 +18,6 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from gateway.cli import main
 from models.fetch import fetch_model
 from models.manifest import PACKAGE_DIR, get_spec, load_manifest, status
 from sensors.detection import Detection, FrameError, ModelError, load_detector
@@ -28,6 +27,7 @@ from sensors.detection.preprocess import Placement, Preprocessor
 from sensors.detection.runtime import TensorInfo
 from sensors.detection.ssd import SsdDecoder
 from sensors.detection.yolo import YoloV8Decoder
+from tuquan.cli import main
 
 MODEL = PACKAGE_DIR / "pose_detection.tflite"
 POSE_SHA256 = "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c"
@@ -323,7 +323,7 @@ def test_detect_prints_one_json_line_per_image_and_goes_on_after_a_bad_one(
 def test_detect_as_a_command(tmp_path: Path) -> None:
     """`tuquan detect` in its own process: exit 0 and JSON alone on stdout."""
     done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "detect", str(GRACE_HOPPER), "--min-score", "0.5"],
+        [sys.executable, "-m", "tuquan", "detect", str(GRACE_HOPPER), "--min-score", "0.5"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -52,7 +52,7 @@ class HubProcess:
         self.args = [
             sys.executable,
             "-m",
-            "gateway.cli",
+            "tuquan.cli",
             "run",
             "--sim",
             "--config",

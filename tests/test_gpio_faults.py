@@ -27,16 +27,16 @@ from gpiozero.pins.mock import MockFactory, MockPin
 from hub_helpers import wait_until
 from mqtt_helpers import Subscriber
 
+from core.errors import HardwareError
+from core.events import NEW, RESTORE, Event
 from gateway.alarm import AlarmRule, AlarmRules
-from gateway.config import Config, parse_config
-from gateway.errors import HardwareError
-from gateway.events import NEW, RESTORE, Event
 from gateway.service import Hub
 from hw_sim.board import SimBoard
 from sensors.gpio import GpioInputs, close_all, make_outputs, output_faults
+from settings import Config, parse_config
 
 REPO = Path(__file__).resolve().parent.parent
-TUQUAN = [sys.executable, "-m", "gateway.cli"]
+TUQUAN = [sys.executable, "-m", "tuquan"]
 BOUNCE_S = 0.08  # longer than the inputs' debounce, so every edge counts
 
 HUB = """

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.events import Event
+from core.events import Event
 from gateway.guarded_outbox import MEMORY_LIMIT, GuardedOutbox
 from gateway.outbox import SENT, Outbox
 from gateway.outbox_files import SEQ_BLOCK, SeqRecord, salvage

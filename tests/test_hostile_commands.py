@@ -11,8 +11,8 @@ import pytest
 from hub_helpers import COMMUNE, HUB, sim_hub, wait_until
 from mqtt_helpers import Subscriber
 
-from gateway.safe_json import loads_untrusted, nesting_depth
-from gateway.topics import HubTopics
+from core.safe_json import loads_untrusted, nesting_depth
+from core.topics import HubTopics
 
 TOPICS = HubTopics(COMMUNE, HUB)
 SILENCE = f"{TOPICS.base}/cmd/silence"

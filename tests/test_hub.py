@@ -11,7 +11,7 @@ from pathlib import Path
 from hub_helpers import COMMUNE, EVENTS, HUB, outbox_counts, sim_hub, wait_until
 from mqtt_helpers import Subscriber
 
-from gateway.topics import HubTopics
+from core.topics import HubTopics
 
 TOPICS = HubTopics(COMMUNE, HUB)
 BOUNCE_S = 0.08  # longer than the inputs' 50 ms debounce, so every edge counts

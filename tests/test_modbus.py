@@ -22,11 +22,11 @@ import pytest
 from hub_helpers import COMMUNE, EVENTS, HUB, sim_hub, wait_until
 from mqtt_helpers import Subscriber
 
-from gateway.config import Config, ModbusConfig, parse_config
-from gateway.events import Event
-from gateway.topics import HubTopics
+from core.events import Event
+from core.topics import HubTopics
 from hw_sim.simulator import default_config_path
 from sensors.modbus import ModbusLine, ModbusPollers
+from settings import Config, ModbusConfig, parse_config
 
 TOPICS = HubTopics(COMMUNE, HUB)
 UNIT = 7

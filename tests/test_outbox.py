@@ -6,7 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from gateway.events import Event
+from core.events import Event
 from gateway.outbox import DELIVERED, PENDING, SENT, Outbox
 
 

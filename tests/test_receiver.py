@@ -18,8 +18,8 @@ from mqtt_helpers import Message, Subscriber
 
 from commune.receiver import Receiver, ReceiverStats
 from commune.store import EventStore, ReceivedEvent
-from gateway.events import Event
-from gateway.topics import HubTopics
+from core.events import Event
+from core.topics import HubTopics
 
 COMMUNE = "phuong-7"
 HUB = "hub-1"

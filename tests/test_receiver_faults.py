@@ -39,8 +39,8 @@ from commune.validate import (
     InvalidEvent,
     parse_event_message,
 )
-from gateway.events import Event
-from gateway.topics import HubTopics, receiver_status_topic
+from core.events import Event
+from core.topics import HubTopics, receiver_status_topic
 
 COMMUNE = "phuong-9"
 HUB = "hub-1"
@@ -447,7 +447,7 @@ def receive_command(broker: Any, data_dir: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "gateway.cli",
+        "tuquan.cli",
         "receive",
         "--broker",
         f"{broker.host}:{broker.port}",

@@ -19,8 +19,8 @@ from hub_helpers import COMMUNE, outbox_counts, wait_until
 
 from commune.receiver import Receiver
 from commune.store import EventStore
-from gateway.config import Config, parse_config
 from hw_sim.simulator import SimulatedHub, default_config_path
+from settings import Config, parse_config
 
 WAIT_S = 20.0  # far less than the receipt timeout below
 

@@ -24,14 +24,14 @@ import pytest
 from hub_helpers import COMMUNE, EVENTS, HUB, outbox_counts, sim_hub, wait_until
 from mqtt_helpers import Subscriber
 
+from core.events import Event
+from core.topics import HubTopics
 from firmware_py import codec
-from gateway.config import BusConfig, Config, NodeConfig, parse_config
-from gateway.events import Event
 from gateway.service import OUTBOX_FILE
-from gateway.topics import HubTopics
 from hw_sim.simulator import default_config_path
 from sensors.serial_bus import SerialBus, SerialBuses
 from sensors.supervision import Supervisor
+from settings import BusConfig, Config, NodeConfig, parse_config
 
 TOPICS = HubTopics(COMMUNE, HUB)
 NODE_ID = 5

@@ -22,7 +22,7 @@ from hw_sim.control import request
 from hw_sim.simulator import load_sim_config
 from sensors.camera.sources import FrameSource, SourceError
 
-TUQUAN = [sys.executable, "-m", "gateway.cli"]
+TUQUAN = [sys.executable, "-m", "tuquan"]
 REPO = Path(__file__).resolve().parent.parent
 
 

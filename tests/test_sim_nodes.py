@@ -22,19 +22,19 @@ import pytest
 from hub_helpers import COMMUNE, EVENTS, HUB, wait_until
 from mqtt_helpers import Message, Subscriber
 
+from core.errors import ConfigError
+from core.topics import HubTopics
 from firmware_py import codec
-from gateway.config import Config, parse_config
-from gateway.errors import ConfigError
 from gateway.service import OUTBOX_FILE
-from gateway.topics import HubTopics
 from hw_sim.control import request
 from hw_sim.nodes import SMOKE_THRESHOLD, SimNode
 from hw_sim.scenario import load_scenario
 from hw_sim.simulator import SimulatedHub, default_config_path
+from settings import Config, parse_config
 
 TOPICS = HubTopics(COMMUNE, HUB)
 REPO = Path(__file__).resolve().parent.parent
-TUQUAN = [sys.executable, "-m", "gateway.cli"]
+TUQUAN = [sys.executable, "-m", "tuquan"]
 CLEAN_AIR = 1_000
 # A quick firmware loop, and re-sends at most every 100 ms, so that tests run fast.
 QUICK = {"poll_ms": 2, "debounce_ms": 0, "retry_max_ms": 100}

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from hub_helpers import wait_until
 
+from core.topics import HubTopics
 from gateway.snapshots import SnapshotPublisher
-from gateway.topics import HubTopics
 from sensors.camera.snapshots import SnapshotStore
 
 TOPICS = HubTopics("demo", "hub-1")

@@ -25,9 +25,9 @@ from mqtt_helpers import Subscriber
 
 from commune.receiver import Receiver
 from commune.store import EventStore
-from gateway.config import Config, parse_config
 from gateway.service import OUTBOX_FILE
 from hw_sim.simulator import SimulatedHub, default_config_path
+from settings import Config, parse_config
 
 BACKLOG = 300  # events left undelivered in the outbox before it is damaged
 

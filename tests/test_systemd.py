@@ -28,10 +28,10 @@ from gpiozero.pins.mock import MockFactory
 from hub_helpers import EVENTS, outbox_counts, sim_hub, wait_until
 from mqtt_helpers import Subscriber
 
-from gateway.config import parse_config
 from gateway.sdnotify import SystemdNotifier
 from gateway.service import Hub
 from hw_sim.control import request
+from settings import parse_config
 
 REPO = Path(__file__).resolve().parent.parent
 UNITS = REPO / "systemd"
@@ -256,7 +256,7 @@ def test_the_hub_says_ready_pings_stops_pinging_when_frozen_and_says_stopping(
     env["WATCHDOG_USEC"] = "2000000"  # pings every 1-2 s: half of 2 s, at the next store turn
     log = (tmp_path / "hub.log").open("wb")
     hub = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "run", "--sim", "--broker", mosquitto.address]
+        [sys.executable, "-m", "tuquan", "run", "--sim", "--broker", mosquitto.address]
         + ["--data-dir", str(tmp_path / "hub")],
         env=env,
         cwd=REPO,
@@ -503,7 +503,7 @@ def test_the_hub_runs_under_its_units_system_call_filter(
     env = {k: v for k, v in os.environ.items() if k != "WATCHDOG_PID"}
     env.update(NOTIFY_SOCKET=notify_socket.address, WATCHDOG_USEC="2000000")
     data_dir, log = tmp_path / "hub", tmp_path / "hub.log"
-    hub_cmd = [sys.executable, "-m", "gateway.cli", "run", "--sim", "--broker", mosquitto.address]
+    hub_cmd = [sys.executable, "-m", "tuquan", "run", "--sim", "--broker", mosquitto.address]
     with Subscriber(mosquitto, EVENTS) as sub, log.open("ab") as out:
         proc = subprocess.Popen(
             [*STRICT, str(HUB_UNIT), "--", *hub_cmd, "--data-dir", str(data_dir)],
@@ -539,7 +539,7 @@ def test_the_receiver_runs_under_its_units_system_call_filter(mosquitto, tmp_pat
     then stops cleanly on SIGTERM."""
     require_seccomp()
     log = tmp_path / "receiver.log"
-    receive = [sys.executable, "-m", "gateway.cli", "receive", "--broker", mosquitto.address]
+    receive = [sys.executable, "-m", "tuquan", "receive", "--broker", mosquitto.address]
     receive += ["--commune", "demo", "--data-dir", str(tmp_path / "receiver")]
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -568,14 +568,14 @@ def test_the_receiver_runs_under_its_units_system_call_filter(mosquitto, tmp_pat
 
 ADJTIMEX = """
 import ctypes
-from gateway.clock import _Timex
+from core.clock import _Timex
 libc = ctypes.CDLL(None, use_errno=True)
 print(libc.adjtimex(ctypes.byref(_Timex())), ctypes.get_errno())
 """
 
 
 def test_the_clock_check_needs_the_hub_units_adjtimex_line(tmp_path: Path) -> None:
-    """gateway/clock.py's read-only adjtimex() gets the clock state under the hub unit's filter,
+    """core/clock.py's read-only adjtimex() gets the clock state under the hub unit's filter,
     and is refused (EPERM) without the line that allows it again after ~@privileged."""
     require_seccomp()
     lines = HUB_UNIT.read_text().splitlines()

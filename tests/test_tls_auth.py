@@ -36,12 +36,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from commune.receiver import Receiver, tls_context
 from commune.store import EventStore
-from gateway.config import PASSWORD_ENV, Config, parse_config
-from gateway.events import Event
+from core.events import Event
+from core.topics import HubTopics
 from gateway.outbox import Outbox
 from gateway.service import OUTBOX_FILE
-from gateway.topics import HubTopics
 from hw_sim.simulator import default_config_path
+from settings import PASSWORD_ENV, Config, parse_config
 
 TOPICS = HubTopics(COMMUNE, HUB)
 OTHER_HUB = "other-hub"

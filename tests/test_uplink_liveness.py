@@ -26,12 +26,12 @@ from hub_helpers import COMMUNE, EVENTS, outbox_counts, sim_hub, wait_until
 from mqtt_helpers import Message, Subscriber, publish_once
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.config import Config, parse_config
-from gateway.errors import ConfigError
+from core.errors import ConfigError
+from core.topics import HubTopics, receiver_status_topic
 from gateway.service import status_led_name
-from gateway.topics import HubTopics, receiver_status_topic
 from gateway.uplink import BrokerSettings, Uplink, UplinkHandlers
 from hw_sim.simulator import default_config_path
+from settings import Config, parse_config
 
 SILENT_WITHIN_S = 20.0  # the requirement with the default ping_interval_s and link_timeout_s
 LED = "status-led"

@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from gateway.events import NEW, RESTORE, Event
-from gateway.ids import new_event_id
+from core.events import NEW, RESTORE, Event
+from core.ids import new_event_id
 from sensors.camera.geometry import (
     Box,
     area,

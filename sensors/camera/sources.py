@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from gateway.errors import TuquanError
+from core.errors import TuquanError
 from sensors.camera.settings import CameraSettings
 
 if TYPE_CHECKING:

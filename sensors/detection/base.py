@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from gateway.errors import TuquanError
+from core.errors import TuquanError
 
 if TYPE_CHECKING:
     import numpy as np

@@ -51,7 +51,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from gateway.errors import ConfigError
+from core.errors import ConfigError
 from sensors.camera.settings import (
     SOURCE_KINDS,
     CameraSettings,

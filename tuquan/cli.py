@@ -54,8 +54,8 @@ def _print_config_errors(exc: Any, source: str) -> None:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    from gateway.config import load_config
-    from gateway.errors import ConfigError
+    from core.errors import ConfigError
+    from settings import load_config
 
     try:
         cfg = load_config(Path(args.file))
@@ -67,7 +67,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from gateway.errors import ConfigError, HardwareError
+    from core.errors import ConfigError, HardwareError
     from gateway.logs import setup_logging
 
     setup_logging(args.log_level)
@@ -90,8 +90,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     return 2
             service: Any = SimulatedHub(cfg, data_dir, broker=args.broker, scenario=scenario)
         else:
-            from gateway.config import load_config
             from gateway.service import Hub
+            from settings import load_config
 
             cfg = load_config(Path(args.config) if args.config else DEFAULT_CONFIG)
             service = Hub(cfg, data_dir, broker=args.broker)
@@ -155,7 +155,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 def _cmd_receive(args: argparse.Namespace) -> int:
     from commune.receiver import ReceiverError, run_receiver, tls_context
-    from gateway.errors import ConfigError
+    from core.errors import ConfigError
     from gateway.logs import setup_logging
 
     setup_logging(args.log_level)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
 
-from gateway.ids import new_event_id
+from core.ids import new_event_id
 
 
 class Priority(IntEnum):
