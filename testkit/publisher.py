@@ -84,6 +84,10 @@ class RecordingPublisher:
         with self._cond:
             return list(self._unacked.values())
 
+    def unacked_events(self) -> list[Published]:
+        """The event messages among those (not health or status)."""
+        return [m for m in self.unacked() if m.kind is not None]
+
     def ack(self, *messages: Published | int, accepted: bool = True) -> None:
         """The broker's PUBACK for these messages (``accepted=False``: it refused them)."""
         mids = [m.mid if isinstance(m, Published) else m for m in messages]
