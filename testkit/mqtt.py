@@ -28,6 +28,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from testkit.waiting import Collected
+
 
 class HasAddress(Protocol):
     host: str
@@ -69,8 +71,8 @@ class Subscriber:
     ) -> None:
         self.host, self.port = host_port(broker)
         self.timeout = timeout
-        self._cond = threading.Condition()
-        self._messages: list[Message] = []
+        self._received: Collected[Message] = Collected(_describe, timeout)
+        self._cond = threading.Condition()  # for the SUBACKs and PUBACKs
         self._connected = threading.Event()
         self._connect_error: str | None = None
         self._subacks: dict[int, list[ReasonCode]] = {}
@@ -117,10 +119,9 @@ class Subscriber:
 
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         now = time.perf_counter_ns()
-        message = Message(msg.topic, bytes(msg.payload), bool(msg.retain), msg.qos, now)
-        with self._cond:
-            self._messages.append(message)
-            self._cond.notify_all()
+        self._received.append(
+            Message(msg.topic, bytes(msg.payload), bool(msg.retain), msg.qos, now)
+        )
 
     def subscribe(self, *topic_filters: str, qos: int = 1) -> None:
         """Subscribe and wait for the SUBACK; fails if the broker refuses a filter."""
@@ -137,47 +138,32 @@ class Subscriber:
 
     @property
     def messages(self) -> list[Message]:
-        with self._cond:
-            return list(self._messages)
+        return self._received.items()
 
     @property
     def count(self) -> int:
         """How many messages arrived so far (without copying them)."""
-        with self._cond:
-            return len(self._messages)
+        return len(self._received)
 
     def clear(self) -> None:
-        with self._cond:
-            self._messages.clear()
+        self._received.clear()
 
     def wait_until(
         self, predicate: Callable[[list[Message]], bool], timeout: float | None = None
     ) -> list[Message]:
         """Wait until ``predicate(messages)`` is true; returns the messages received so far."""
-        timeout = self.timeout if timeout is None else timeout
-        with self._cond:
-            ok = self._cond.wait_for(lambda: predicate(list(self._messages)), timeout)
-            got = list(self._messages)
-        if not ok:
-            raise AssertionError(f"condition not met within {timeout} s; {_shown(got)}")
-        return got
+        return self._received.wait_until(predicate, timeout)
 
     def wait_for(self, count: int, timeout: float | None = None) -> list[Message]:
         """Wait for at least ``count`` messages; returns all received so far."""
         if count > 0:
-            self.message_at(count - 1, timeout)
+            self._received.at(count - 1, timeout)
         return self.messages
 
     def message_at(self, index: int, timeout: float | None = None) -> Message:
-        """The message at ``index`` (0 is the first received), once it is there.
-
-        Looks at a length, not at a copy, at every arrival: benchmarks wait on this."""
-        timeout = self.timeout if timeout is None else timeout
-        with self._cond:
-            if self._cond.wait_for(lambda: len(self._messages) > index, timeout):
-                return self._messages[index]
-            got = list(self._messages)
-        raise AssertionError(f"expected {index + 1} message(s) within {timeout} s; {_shown(got)}")
+        """The message at ``index`` (0 is the first received), once it is there (cheap to
+        wait on: benchmarks do, after every press)."""
+        return self._received.at(index, timeout)
 
     def publish(
         self,
@@ -208,9 +194,8 @@ class Subscriber:
         self.close()
 
 
-def _shown(got: list[Message]) -> str:
-    shown = "\n".join(f"  {m.topic}: {m.payload[:200]!r}" for m in got[-10:])
-    return f"{len(got)} message(s) received" + (f", the last ones:\n{shown}" if got else "")
+def _describe(message: Message) -> str:
+    return f"{message.topic}: {message.payload[:200]!r}"
 
 
 def publish(

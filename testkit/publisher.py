@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from testkit.waiting import Collected
+
 
 @dataclass(frozen=True)
 class Published:
@@ -45,21 +47,20 @@ class RecordingPublisher:
         self.auto_ack = auto_ack
         self.timeout = timeout
         self.connected = True
-        self._cond = threading.Condition()
-        self._published: list[Published] = []
+        self._published: Collected[Published] = Collected(_describe, timeout)
+        self._lock = threading.Lock()  # for the mids and what waits for a PUBACK
         self._unacked: dict[int, Published] = {}
         self._next_mid = 1
 
     # -- the publisher's side (the dispatcher's thread) ------------------------------------
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> int:
-        with self._cond:
+        with self._lock:
             message = Published(self._next_mid, topic, bytes(payload), retain, qos)
             self._next_mid += 1
-            self._published.append(message)
             if not self.auto_ack:
                 self._unacked[message.mid] = message
-            self._cond.notify_all()
+        self._published.append(message)
         if self.auto_ack:
             self._report(message.mid, True)
         return message.mid
@@ -72,8 +73,7 @@ class RecordingPublisher:
 
     @property
     def published(self) -> list[Published]:
-        with self._cond:
-            return list(self._published)
+        return self._published.items()
 
     def events(self) -> list[Published]:
         """The messages on event topics, in the order they were handed over."""
@@ -81,7 +81,7 @@ class RecordingPublisher:
 
     def unacked(self) -> list[Published]:
         """Handed over and not acknowledged yet, oldest first."""
-        with self._cond:
+        with self._lock:
             return list(self._unacked.values())
 
     def unacked_events(self) -> list[Published]:
@@ -91,7 +91,7 @@ class RecordingPublisher:
     def ack(self, *messages: Published | int, accepted: bool = True) -> None:
         """The broker's PUBACK for these messages (``accepted=False``: it refused them)."""
         mids = [m.mid if isinstance(m, Published) else m for m in messages]
-        with self._cond:
+        with self._lock:
             for mid in mids:
                 if self._unacked.pop(mid, None) is None:
                     raise AssertionError(f"message {mid} is not waiting for a PUBACK")
@@ -108,17 +108,7 @@ class RecordingPublisher:
         self, predicate: Callable[[list[Published]], bool], timeout: float | None = None
     ) -> list[Published]:
         """Wait until ``predicate(published)`` holds; returns everything handed over so far."""
-        timeout = self.timeout if timeout is None else timeout
-        with self._cond:
-            ok = self._cond.wait_for(lambda: predicate(list(self._published)), timeout)
-            got = list(self._published)
-        if not ok:
-            shown = "\n".join(f"  {m.mid} {m.topic}" for m in got[-10:])
-            raise AssertionError(
-                f"condition not met within {timeout} s; {len(got)} message(s) handed over"
-                + (f", the last ones:\n{shown}" if got else "")
-            )
-        return got
+        return self._published.wait_until(predicate, timeout)
 
     def wait_for_events(self, count: int, timeout: float | None = None) -> list[Published]:
         """Wait until ``count`` event messages were handed over; returns the event messages."""
@@ -128,3 +118,7 @@ class RecordingPublisher:
     def _report(self, mid: int, accepted: bool) -> None:
         if self.on_published is not None:
             self.on_published(mid, accepted)
+
+
+def _describe(message: Published) -> str:
+    return f"{message.mid} {message.topic}"

@@ -1,19 +1,29 @@
 """Shared fixtures over the test kit (``testkit/``): a real Mosquitto broker on a free loopback
-port, and the path of a commune receiver's store.
+port, and a commune receiver with a hub's side of the link in front of it.
 
 ``mosquitto`` yields a running ``testkit.broker.Broker``; ``mosquitto_factory`` makes more
 brokers (a second commune, a bridge, a TLS listener, a persistent one) with extra configuration
 lines. Every broker is killed when the test ends, whatever happened.
+
+``start_receiver`` starts receivers for the commune of ``hub_topics``, and ``hub`` publishes as
+that hub and hears its receipts; a module names its own hub by overriding ``hub_topics`` (and
+``receiver_options``, passed to every receiver it starts).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from commune.receiver import Receiver
+from core.topics import HubTopics
 from testkit.broker import Broker, Brokers, MosquittoMissing
+from testkit.hubs import COMMUNE, HUB
+from testkit.mqtt import Subscriber
+from testkit.receivers import Receivers
 
 
 @pytest.fixture
@@ -40,3 +50,31 @@ def mosquitto(mosquitto_factory: Callable[..., Broker]) -> Broker:
 def db_path(tmp_path: Path) -> Path:
     """Where a commune receiver keeps its events in this test."""
     return tmp_path / "commune.sqlite3"
+
+
+@pytest.fixture
+def hub_topics() -> HubTopics:
+    """The hub the receiver tests speak for (the simulated hub, unless a module says)."""
+    return HubTopics(COMMUNE, HUB)
+
+
+@pytest.fixture
+def receiver_options() -> dict[str, Any]:
+    """Keywords for every receiver ``start_receiver`` starts (a client id...)."""
+    return {}
+
+
+@pytest.fixture
+def start_receiver(
+    mosquitto: Broker, db_path: Path, hub_topics: HubTopics, receiver_options: dict[str, Any]
+) -> Iterator[Callable[..., Receiver]]:
+    """Start a subscribed receiver for the commune; every one is stopped at the end."""
+    with Receivers(mosquitto, hub_topics.commune, db_path, **receiver_options) as receivers:
+        yield receivers.start
+
+
+@pytest.fixture
+def hub(mosquitto: Broker, hub_topics: HubTopics) -> Iterator[Subscriber]:
+    """The hub's side of the link: publishes events, hears its receipts."""
+    with Subscriber(mosquitto, hub_topics.receipt) as sub:
+        yield sub

@@ -209,15 +209,22 @@ def test_never_more_than_the_window_in_flight_and_it_is_refilled_by_quarters(mak
     assert sorted(ids(rig.publisher.events())) == sorted(event_ids(made))  # each sent once
 
 
-def test_pubacks_are_marked_in_batches(make_rig) -> None:
+def pubacks_taken(make_rig: Callable[..., Rig], events: int, acked: int) -> Rig:
+    """A dispatcher marking PUBACKs in batches of four (never for the time alone) with
+    ``events`` telemetry handed out as the window allows, ``acked`` of them PUBACKed, those
+    PUBACKs taken by the store thread and two turns gone by since."""
     rig = make_rig(receipts=False, window=8, ack_batch=4, ack_delay_s=FAR)
     rig.dispatcher.on_connected()
-    rig.submit(*["telemetry"] * 20)
-    rig.publisher.wait_for_events(8)
-
-    rig.publisher.ack(*rig.publisher.unacked_events()[:3])
-    wait_until(lambda: rig.dispatcher.stats.acked == 3, what="3 PUBACKs taken")
+    rig.submit(*["telemetry"] * events)
+    rig.publisher.wait_for_events(min(events, 8))
+    rig.publisher.ack(*rig.publisher.unacked_events()[:acked])
+    wait_until(lambda: rig.dispatcher.stats.acked == acked, what=f"{acked} PUBACKs taken")
     rig.settle_unmarked()
+    return rig
+
+
+def test_pubacks_are_marked_in_batches(make_rig) -> None:
+    rig = pubacks_taken(make_rig, events=20, acked=3)
     assert rig.states() == {PENDING: 20}  # three PUBACKs wait for a batch of four
 
     rig.publisher.ack(rig.publisher.unacked_events()[0])
@@ -227,13 +234,7 @@ def test_pubacks_are_marked_in_batches(make_rig) -> None:
 
 
 def test_the_last_puback_in_flight_is_marked_at_once(make_rig) -> None:
-    rig = make_rig(receipts=False, window=8, ack_batch=4, ack_delay_s=FAR)
-    rig.dispatcher.on_connected()
-    rig.submit(*["telemetry"] * 3)
-    rig.publisher.wait_for_events(3)
-    rig.publisher.ack(*rig.publisher.unacked_events()[:2])
-    wait_until(lambda: rig.dispatcher.stats.acked == 2, what="2 PUBACKs taken")
-    rig.settle_unmarked()
+    rig = pubacks_taken(make_rig, events=3, acked=2)
     assert rig.states() == {PENDING: 3}  # one still in flight
 
     rig.publisher.ack_all()  # nothing else in flight: no reason left to wait

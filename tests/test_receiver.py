@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from commune.store import EventStore, ReceivedEvent
 from core.events import Event
 from core.topics import HubTopics
 from testkit.mqtt import Subscriber
-from testkit.receivers import Receivers, receipt_ids, wait_stats
+from testkit.receivers import receipt_ids, wait_stats
 
 COMMUNE = "phuong-7"
 HUB = "hub-1"
@@ -51,17 +51,8 @@ def publish_until_receipted(
 
 
 @pytest.fixture
-def start_receiver(mosquitto: Any, db_path: Path) -> Iterator[Callable[..., Receiver]]:
-    """Start a subscribed receiver for COMMUNE; every one is stopped at the end."""
-    with Receivers(mosquitto, COMMUNE, db_path) as receivers:
-        yield receivers.start
-
-
-@pytest.fixture
-def hub(mosquitto: Any) -> Iterator[Subscriber]:
-    """The hub's side of the link: publishes events, hears its receipts."""
-    with Subscriber(mosquitto, TOPICS.receipt) as sub:
-        yield sub
+def hub_topics() -> HubTopics:
+    return TOPICS
 
 
 def test_event_is_stored_once_and_receipted(

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from core.events import Event
 from core.topics import HubTopics, receiver_status_topic
 from testkit.hubs import outbox_counts, sim_hub
 from testkit.mqtt import Subscriber
-from testkit.receivers import Receivers, receipt_ids, wait_stats
+from testkit.receivers import receipt_ids, wait_stats
 from testkit.waiting import wait_until
 
 COMMUNE = "phuong-9"
@@ -134,18 +134,14 @@ POISON: dict[str, tuple[str, bytes]] = {
 
 
 @pytest.fixture
-def start_receiver(mosquitto: Any, db_path: Path) -> Iterator[Callable[..., Receiver]]:
-    """Start a subscribed receiver for COMMUNE (always the same client id, so a restart finds
-    its session); every one is stopped at the end."""
-    with Receivers(mosquitto, COMMUNE, db_path, client_id=CLIENT_ID) as receivers:
-        yield receivers.start
+def hub_topics() -> HubTopics:
+    return TOPICS
 
 
 @pytest.fixture
-def hub(mosquitto: Any) -> Iterator[Subscriber]:
-    """A hub's side of the link: publishes raw messages, hears its receipts."""
-    with Subscriber(mosquitto, TOPICS.receipt) as sub:
-        yield sub
+def receiver_options() -> dict[str, Any]:
+    """Always the same client id, so a restarted receiver finds its session."""
+    return {"client_id": CLIENT_ID}
 
 
 def send_genuine_and_check(
