@@ -28,16 +28,14 @@ not commit is delivered again when it reconnects.
 Camera snapshots (``snapshot/<event-id>``, JPEG) of the commune's hubs are saved by the writer
 thread next to the database, as ``snapshots/<hub>/<event-id>.jpg`` (written whole: a temporary
 file, fsync, rename), before the batch is acknowledged. A payload that is not a JPEG, or larger
-than ``MAX_SNAPSHOT_BYTES``, is counted in ``bad_snapshots`` and dropped.
+than ``snapshots.MAX_SNAPSHOT_BYTES``, is counted in ``bad_snapshots`` and dropped.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
-import re
 import signal
 import ssl
 import sys
@@ -56,6 +54,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from commune.feed import AlertFeed
+from commune.snapshots import SNAPSHOT_DIRNAME, SnapshotFiles, is_snapshot
 from commune.store import EventStore, ReceivedEvent
 from commune.storing import Outcome, Pending, Stopped, store_pending
 from commune.validate import InvalidEvent, parse_event_message
@@ -65,7 +64,6 @@ from core.topics import (
     HubTopics,
     commune_event_filter,
     commune_snapshot_filter,
-    parse_hub_topic,
     receiver_status_topic,
 )
 
@@ -77,10 +75,6 @@ MAX_BATCH = 1000
 _LOGGED_PAYLOAD_CHARS = 200
 _STOP_MQTT_RESERVE_S = 3.0  # of stop()'s time, kept for "offline" and the disconnect
 _OFFLINE_WAIT_S = 2.0  # how long stop() waits for the broker to take "offline"
-SNAPSHOT_DIRNAME = "snapshots"  # beside the database: snapshots/<hub>/<event-id>.jpg
-MAX_SNAPSHOT_BYTES = 4_000_000  # a hub's snapshot is a crop of tens of kilobytes
-_SNAPSHOT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_HUB_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
 class ReceiverError(TuquanError):
@@ -165,7 +159,8 @@ class Receiver:
         self.topic_filter = f"$share/{share_group}/{filter_}" if share_group else filter_
         snapshots = commune_snapshot_filter(commune)
         self.snapshot_filter = f"$share/{share_group}/{snapshots}" if share_group else snapshots
-        self.snapshot_dir = self.db_path.parent / SNAPSHOT_DIRNAME
+        self.snapshots = SnapshotFiles(self.db_path.parent / SNAPSHOT_DIRNAME, commune)
+        self.snapshot_dir = self.snapshots.directory
         self.status_topic = receiver_status_topic(commune)
         self.keepalive = keepalive
         self._store_factory = store_factory
@@ -470,7 +465,7 @@ class Receiver:
         """The event a message carries; None for a snapshot (saved here) or a message dropped
         as malformed. Whatever goes wrong costs this message only, with one log line."""
         try:
-            if _is_snapshot(msg.topic):
+            if is_snapshot(msg.topic):
                 self._save_snapshot(msg)
                 return None
             return parse_event_message(
@@ -500,7 +495,7 @@ class Receiver:
 
     def _save_snapshot(self, msg: _Incoming) -> None:
         """Save a camera snapshot as ``snapshots/<hub>/<event-id>.jpg``, or count it as bad."""
-        reason = self._snapshot_problem(msg)
+        reason = self.snapshots.problem(msg.topic, msg.payload)
         if reason is not None:
             self._count(bad_snapshots=1)
             log.warning(
@@ -510,36 +505,14 @@ class Receiver:
                 reason,
             )
             return
-        parts = parse_hub_topic(msg.topic)
-        assert parts is not None
-        hub, event_id = parts[1], parts[2].split("/", 1)[1]
-        path = self.snapshot_dir / hub / f"{event_id}.jpg"
         try:
-            write_atomically(path, msg.payload)
+            path = self.snapshots.save(msg.topic, msg.payload)
         except OSError:
             # The hub keeps its snapshots: a console can ask again with cmd/snapshot.
-            log.exception("snapshot %s of hub %s could not be saved", event_id, hub)
+            log.exception("snapshot on %s could not be saved", msg.topic[:200])
             return
         self._count(snapshots=1)
-        log.info("snapshot of event %s from hub %s saved: %s", event_id, hub, path)
-
-    def _snapshot_problem(self, msg: _Incoming) -> str | None:
-        parts = parse_hub_topic(msg.topic)
-        if parts is None:
-            return "topic outside tuquan/v1/<commune>/<hub>/"
-        commune, hub, rest = parts
-        event_id = rest.split("/", 1)[1]
-        if commune != self.commune:
-            return f"topic of commune {commune!r}, not {self.commune!r}"
-        if not _HUB_ID.fullmatch(hub):
-            return "the hub in the topic is not a hub id"
-        if not _SNAPSHOT_ID.fullmatch(event_id):
-            return "the last topic level is not an event id"
-        if len(msg.payload) > MAX_SNAPSHOT_BYTES:
-            return f"larger than {MAX_SNAPSHOT_BYTES} bytes"
-        if not is_jpeg(msg.payload):
-            return "not a JPEG"
-        return None
+        log.info("snapshot saved: %s", path)
 
     def _send_receipts(self, receipts: dict[str, list[str]]) -> None:
         """Publish ``{"ids": [...]}`` to each hub's receipt topic (QoS 1). Called only after the
@@ -563,34 +536,6 @@ class Receiver:
                     self._client.ack(msg.mid, msg.qos)
                 except Exception as exc:  # the connection went away meanwhile: redelivered
                     log.warning("acknowledging message %d failed: %s", msg.mid, exc)
-
-
-def _is_snapshot(topic: str) -> bool:
-    parts = parse_hub_topic(topic)
-    return parts is not None and parts[2].startswith("snapshot/")
-
-
-def is_jpeg(data: bytes) -> bool:
-    """A whole JPEG: it starts with SOI and an FF marker, and ends with EOI (some cameras pad
-    the end; a few bytes after EOI are allowed)."""
-    return len(data) > 4 and data[:3] == b"\xff\xd8\xff" and b"\xff\xd9" in data[-32:]
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` whole: a temporary file beside it, fsync, rename, fsync the
-    folder. A reader never sees half a file, and a crash leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def run_receiver(
