@@ -36,7 +36,8 @@ from gateway.link_report import LinkReport
 from gateway.sdnotify import SystemdNotifier
 from gateway.snapshots import SnapshotPublisher
 from gateway.uplink import BrokerSettings, Liveness, Uplink, UplinkHandlers
-from sensors.gpio import GpioInputs, make_outputs, output_faults
+from sensors.gpio_inputs import GpioInputs
+from sensors.gpio_outputs import make_outputs, output_faults
 from sensors.modbus import ModbusPollers
 from sensors.serial_bus import SerialBuses
 from settings import Config
