@@ -52,6 +52,8 @@ class SimulatedHub:
         self.cfg = self.nodes.hub_config(cfg)  # the hub's config
         self.cameras: dict[str, Any] = {}  # name -> hw_sim.camera.VirtualCamera
         try:
+            # Wired before the hub opens its pins: they read the resting levels from the start.
+            self.board.attach(self.cfg.inputs, self.cfg.outputs)
             if cfg.cameras:
                 from hw_sim.camera import virtual_cameras
 
@@ -66,7 +68,6 @@ class SimulatedHub:
         except BaseException:
             self.nodes.close()
             raise
-        self.board.attach(self.hub.inputs.inputs, self.hub.outputs)
         self.control = ControlServer(data_dir, self.handle)
         self.player = ScenarioPlayer(steps, self.handle) if steps is not None else None
 

@@ -270,7 +270,7 @@ def test_an_input_failing_at_run_time_is_one_trouble_event_and_the_rest_goes_on(
         emitted(event)
 
     inputs = GpioInputs(cfg.inputs, emit, board.factory, check_interval_s=0.05)
-    board.attach(inputs.inputs, outputs)
+    board.attach(cfg.inputs, cfg.outputs)
     inputs.start()
     try:
         tamper_pin = inputs.inputs["tamper-1"].button.pin
@@ -313,7 +313,7 @@ def test_a_change_while_the_line_was_dead_is_reported_when_it_reads_again(
     cfg = config(HUB + PANIC + TAMPER, tmp_path)
     emitted = Collected()
     inputs = GpioInputs(cfg.inputs, emitted, board.factory, check_interval_s=0.05)
-    board.attach(inputs.inputs, {})
+    board.attach(cfg.inputs, cfg.outputs)
     inputs.start()
     try:
         tamper_pin = inputs.inputs["tamper-1"].button.pin

@@ -1,5 +1,6 @@
 """The hub's public surface (status, health, bus_open, mute_inputs) as the simulator and its
-control socket use it; a remote silence that silences once."""
+control socket use it; the simulated board driving pins as the config wires them; a remote
+silence that silences once."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from hub_helpers import COMMUNE, HUB, sim_hub, wait_until
+from hub_helpers import COMMUNE, EVENTS, HUB, sim_hub, wait_until
 from mqtt_helpers import Subscriber
 
 from core.topics import HubTopics
@@ -84,6 +85,56 @@ def test_health_is_the_payload_the_hub_publishes(mosquitto, tmp_path: Path) -> N
         }
     )
     assert health["sounding"] == published["sounding"] == ["siren"]
+
+
+def test_the_board_drives_the_level_the_config_means_pressed(mosquitto, tmp_path: Path) -> None:
+    inputs = [
+        {"name": "panic-1", "kind": "panic", "pin": 17},  # pulled up: pressed is low
+        {"name": "door-1", "kind": "door", "pin": 5, "pull_up": False},  # pressed is high
+        # No pull resistor, active low: a mock pin floats low, which must not read as open.
+        {"name": "door-2", "kind": "door", "pin": 6, "pull_up": "none", "active_high": False},
+    ]
+    outputs = [{"name": "siren", "kind": "siren", "pin": 23, "active_high": False}]
+    rules = [{"when": ["panic"], "output": "siren", "seconds": 60}]
+    cfg = config(
+        drop=("buses", "nodes"),
+        uplink={"receipts": False},
+        inputs=inputs,
+        outputs=outputs,
+        rules=rules,
+    )
+    pressed_level = {"panic-1": False, "door-1": True, "door-2": False}
+    with (
+        Subscriber(mosquitto, EVENTS) as sub,
+        sim_hub(mosquitto, tmp_path, cfg) as sim,
+    ):
+        pin = {i["name"]: sim.board.factory.pin(i["pin"]) for i in inputs}
+        siren = sim.board.factory.pin(23)
+        at_start = sim.hub.status()
+        assert at_start["inputs"] == {"panic-1": False, "door-1": False, "door-2": False}
+        assert total(at_start["outbox"]) == 0  # no door reported open at start
+        for name, level in pressed_level.items():
+            assert pin[name].state is (not level), name
+
+        for name, level in pressed_level.items():
+            sim.board.press(name)
+            assert pin[name].state is level, name
+            assert sim.hub.status()["inputs"][name] is True, name
+        assert sim.board.outputs() == {"siren": True} and siren.state is False  # active low
+        for name, level in pressed_level.items():
+            sim.board.release(name)
+            assert pin[name].state is (not level), name
+            assert sim.hub.status()["inputs"][name] is False, name
+
+        msgs = sub.wait_until(lambda ms: len(ms) == 5)  # a panic, two doors opened and closed
+    seen = sorted((m.json()["source"], m.json()["qualifier"]) for m in msgs)
+    assert seen == [
+        ("door-1", "E"),
+        ("door-1", "R"),
+        ("door-2", "E"),
+        ("door-2", "R"),
+        ("panic-1", "E"),
+    ]
 
 
 def test_a_remote_silence_runs_the_silence_once(mosquitto, tmp_path: Path) -> None:
