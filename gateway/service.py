@@ -91,8 +91,8 @@ class HubStatus(TypedDict):
 
 class Hub:
     """One hub. Besides its lifecycle (start, stop) and its event entry point (emit), what
-    others may use of it is its public surface below: status, health, camera_health,
-    bus_open, mute_inputs. The attributes are its parts, for its own wiring."""
+    others use of it is its public surface: status, health, camera_health, bus_open,
+    mute_inputs. Its attributes are the parts it wires together (tests may look at them)."""
 
     def __init__(
         self,
