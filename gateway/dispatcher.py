@@ -473,6 +473,10 @@ class Dispatcher:
         uplink = self.uplink
         if uplink is None or not self._online:
             return
+        uplink.publish_json(self.topics.health, self.health(), retain=True)
+
+    def health(self) -> dict[str, Any]:
+        """The health payload, as published (store thread: it reads the outbox)."""
         health: dict[str, Any] = {
             "hub": self.topics.hub,
             "uptime_s": round(time.monotonic() - self._started_at, 1),
@@ -485,4 +489,4 @@ class Dispatcher:
         }
         if self.health_extra is not None:
             health.update(self.health_extra())
-        uplink.publish_json(self.topics.health, health, retain=True)
+        return health

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from core.clock import ClockStatus
 from core.events import NEW, RESTORE, Event
@@ -36,7 +36,8 @@ from gateway.link_report import LinkReport
 from gateway.sdnotify import SystemdNotifier
 from gateway.snapshots import SnapshotPublisher
 from gateway.uplink import BrokerSettings, Liveness, Uplink, UplinkHandlers
-from sensors.gpio import GpioInputs, make_outputs, output_faults
+from sensors.gpio_inputs import GpioInputs
+from sensors.gpio_outputs import make_outputs, output_faults
 from sensors.modbus import ModbusPollers
 from sensors.serial_bus import SerialBuses
 from settings import Config
@@ -75,7 +76,24 @@ def status_led_name(cfg: Config) -> str | None:
     return next((o.name for o in cfg.outputs if o.kind == "led" and o.name not in driven), None)
 
 
+class HubStatus(TypedDict):
+    """The hub's state now (:meth:`Hub.status`), as JSON."""
+
+    hub: str
+    commune: str
+    online: bool  # connected, and the link not found silent
+    inputs: dict[str, bool | str]  # active or not, "fault" while its pin cannot be read
+    outputs: dict[str, bool]  # on or off
+    sounding: list[str]  # the outputs the alarm rules have on
+    buses: dict[str, bool]  # each serial bus: its port open or not
+    outbox: dict[str, int]  # rows by state, undelivered rows by priority
+
+
 class Hub:
+    """One hub. Besides its lifecycle (start, stop) and its event entry point (emit), what
+    others use of it is its public surface: status, health, camera_health, bus_open,
+    mute_inputs. Its attributes are the parts it wires together (tests may look at them)."""
+
     def __init__(
         self,
         cfg: Config,
@@ -224,6 +242,40 @@ class Hub:
             out.close()
         self.outbox.close()
         log.info("hub stopped")
+
+    # -- the public surface (any thread but the store thread) -----------------------------
+
+    def status(self, timeout_s: float = 10.0) -> HubStatus:
+        """Inputs and outputs with their states, what is sounding, the buses, the link, the
+        outbox counts. The counts are read on the store thread: the hub must be started, and a
+        store thread that does not answer within ``timeout_s`` raises TimeoutError."""
+        outbox = self.dispatcher.call(lambda o: o.counts()).result(timeout=timeout_s)
+        return HubStatus(
+            hub=self.cfg.hub.id,
+            commune=self.cfg.hub.commune,
+            online=self.uplink.online,
+            inputs=self.inputs.states(),
+            outputs={name: out.is_active for name, out in self.outputs.items()},
+            sounding=self.rules.sounding(),
+            buses={name: self.bus_open(name) for name in self.buses.buses},
+            outbox=outbox,
+        )
+
+    def health(self, timeout_s: float = 10.0) -> dict[str, Any]:
+        """The health payload the hub publishes (retained, every ``health_interval_s`` while
+        online), built now, online or not. Built on the store thread, as status() is."""
+        return self.dispatcher.call(lambda _outbox: self.dispatcher.health()).result(
+            timeout=timeout_s
+        )
+
+    def bus_open(self, name: str) -> bool:
+        """Whether serial bus ``name`` has its port open; KeyError for a bus not configured."""
+        return self.buses.buses[name].is_open
+
+    def mute_inputs(self) -> None:
+        """Inputs stop reporting: the first step of a shutdown, so that a button still held
+        does not report its release as the simulator lets go of it."""
+        self.inputs.mute()
 
     # -- the event entry point (any thread) -----------------------------------------------
 

@@ -46,4 +46,4 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str =
 
 
 def outbox_counts(hub: SimulatedHub) -> dict[str, int]:
-    return hub.hub.dispatcher.call(lambda o: o.counts()).result(timeout=10)
+    return hub.hub.status()["outbox"]
