@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
@@ -27,9 +26,9 @@ from typing import Any, TypedDict
 
 from core.clock import ClockStatus
 from core.events import NEW, RESTORE, Event
-from core.safe_json import loads_untrusted
 from core.topics import HubTopics
 from gateway.alarm import AlarmRule, AlarmRules
+from gateway.commands import Commands
 from gateway.dispatcher import Dispatcher
 from gateway.guarded_outbox import GuardedOutbox
 from gateway.link_report import LinkReport
@@ -172,12 +171,10 @@ class Hub:
 
             store = SnapshotStore(self.data_dir / SNAPSHOT_DIR, max_bytes=cfg.snapshots.max_bytes)
             self.snapshots = SnapshotPublisher(store, self.topics, self.uplink)
-        self.malformed_commands = 0
-        self._commands: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-            "silence": self._cmd_silence,
-            "ping": self._cmd_ping,
-            "snapshot": self._cmd_snapshot,
-        }
+        self.commands = Commands(
+            {"silence": self._cmd_silence, "ping": self._cmd_ping, "snapshot": self._cmd_snapshot},
+            answer=lambda result: self.uplink.publish_json(self.topics.cmd_result, result),
+        )
         self._running = False
         self._store_turned = threading.Event()
         self._ready_lock = threading.Lock()
@@ -431,31 +428,16 @@ class Hub:
 
     # -- remote commands (paho's network thread) ------------------------------------------
 
-    def _on_command(self, name: str, payload: bytes, retained: bool = False) -> None:
-        try:
-            body = loads_untrusted(payload, max_bytes=COMMAND_MAX_BYTES) if payload else {}
-            if not isinstance(body, dict):
-                raise ValueError("command body must be a JSON object")
-        except ValueError as exc:  # bad JSON, NaN, huge numbers, deep nesting, too long
-            self.malformed_commands += 1
-            log.warning("dropped malformed command %s: %s", name[:40], exc)
-            return
-        request_id = str(body.get("request_id", ""))[:64]
-        result: dict[str, Any] = {"cmd": name[:40], "request_id": request_id, "ok": True}
-        refusal = _refusal(body, retained, time.time())
-        if refusal is not None:
-            # A retained or stale `silence` would silence an alarm nobody has seen yet.
-            self.malformed_commands += 1
-            log.warning("refused command %s: %s", name[:40], refusal)
-            result.update(ok=False, error=refusal, hub_ts=round(time.time(), 3))
-        elif name in self._commands:
-            result.update(self._commands[name](body))
-        else:
-            self.malformed_commands += 1
-            result.update(ok=False, error=f"unknown command {name[:40]!r}")
-        self.uplink.publish_json(self.topics.cmd_result, result)
+    # -- commands (paho's network thread) -------------------------------------------------
 
-    # Command handlers (paho's network thread): the body in, the result's fields out.
+    def _on_command(self, name: str, payload: bytes, retained: bool = False) -> None:
+        self.commands.handle(name, payload, retained)
+
+    @property
+    def malformed_commands(self) -> int:
+        return self.commands.malformed
+
+    # Command handlers: the body in, the result's fields out.
 
     def _cmd_silence(self, body: dict[str, Any]) -> dict[str, Any]:
         by = str(body.get("by", "remote"))[:64]
@@ -493,29 +475,3 @@ class Hub:
             "modbus": self.modbus.health(),
             **self.camera_health(),
         }
-
-
-COMMAND_MAX_BYTES = 16_384  # a command is a few hundred bytes
-COMMAND_MAX_AGE_S = 120.0  # a command's optional "ts" older than this is refused as stale
-COMMAND_MAX_AHEAD_S = 30.0  # ... and one this far in the hub's future (clock skew, replay)
-
-
-def _refusal(body: dict[str, Any], retained: bool, now: float) -> str | None:
-    """Why a command must not be carried out, or None.
-
-    Commands are not retained: a retained one would run again at every reconnect. The optional
-    "ts" (Unix seconds, when the console sent it) bounds how late a command queued in the
-    hub's session may still act.
-    """
-    if retained:
-        return "retained commands are refused"
-    if "ts" not in body:
-        return None
-    ts = body["ts"]
-    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
-        return "ts must be Unix seconds"
-    if now - ts > COMMAND_MAX_AGE_S:
-        return f"stale command: sent {now - ts:.0f} s ago (limit {COMMAND_MAX_AGE_S:.0f} s)"
-    if ts - now > COMMAND_MAX_AHEAD_S:
-        return "ts is in the future"
-    return None
