@@ -21,10 +21,11 @@ from bench import common
 from bench.broker import Broker, mosquitto
 from core.events import Event
 from core.topics import HubTopics
+from gateway.broker import BrokerSettings
 from gateway.dispatcher import Dispatcher
 from gateway.guarded_outbox import GuardedOutbox
 from gateway.outbox import Outbox
-from gateway.uplink import BrokerSettings, Uplink, UplinkHandlers
+from gateway.uplink import Uplink, UplinkHandlers
 
 TARGET_RATIO = 0.8
 FILL_BATCH = 1000

@@ -66,6 +66,7 @@ from core.topics import (
     commune_snapshot_filter,
     receiver_status_topic,
 )
+from gateway.broker import tls_context as tls_context  # part of the receiver's API
 
 log = logging.getLogger(__name__)
 
@@ -106,17 +107,9 @@ class _Incoming:
 _STOP = object()
 
 
-def tls_context(
-    ca_file: str | Path | None = None,
-    cert_file: str | Path | None = None,
-    key_file: str | Path | None = None,
-) -> ssl.SSLContext:
-    """A client TLS context: verify the broker against ``ca_file`` (system CAs if None) and,
-    with ``cert_file``, authenticate with a client certificate."""
-    ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    if cert_file:
-        ctx.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
-    return ctx
+def default_client_id(commune: str) -> str:
+    """The receiver's MQTT client id when its config names none."""
+    return f"tuquan-receiver-{commune}"
 
 
 class Receiver:
@@ -153,7 +146,7 @@ class Receiver:
         self.port = port
         self.commune = commune
         self.db_path = Path(db_path)
-        self.client_id = client_id or f"tuquan-receiver-{commune}"
+        self.client_id = client_id or default_client_id(commune)
         self.on_new_event = on_new_event
         filter_ = commune_event_filter(commune)
         self.topic_filter = f"$share/{share_group}/{filter_}" if share_group else filter_
@@ -549,6 +542,7 @@ def run_receiver(
     password: str | None = None,
     tls: ssl.SSLContext | None = None,
     share_group: str | None = None,
+    keepalive: int = 30,
     out: TextIO | None = None,
     stop: threading.Event | None = None,
 ) -> int:
@@ -584,6 +578,7 @@ def run_receiver(
         tls=tls,
         on_new_event=print_event,
         share_group=share_group,
+        keepalive=keepalive,
     )
     try:
         receiver.start()

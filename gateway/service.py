@@ -28,13 +28,14 @@ from core.clock import ClockStatus
 from core.events import NEW, RESTORE, Event
 from core.topics import HubTopics
 from gateway.alarm import AlarmRule, AlarmRules
+from gateway.broker import BrokerSettings, settings_from_table
 from gateway.commands import Commands
 from gateway.dispatcher import Dispatcher
 from gateway.guarded_outbox import GuardedOutbox
 from gateway.link_report import LinkReport
 from gateway.sdnotify import SystemdNotifier
 from gateway.snapshots import SnapshotPublisher
-from gateway.uplink import BrokerSettings, Liveness, Uplink, UplinkHandlers
+from gateway.uplink import Liveness, Uplink, UplinkHandlers
 from sensors.gpio_inputs import GpioInputs
 from sensors.gpio_outputs import make_outputs, output_faults
 from sensors.modbus import ModbusPollers
@@ -49,22 +50,8 @@ REFUSED_FILE = "cameras-refused.json"  # cameras reported off because the model 
 
 
 def broker_settings(cfg: Config, override: tuple[str, int] | None = None) -> BrokerSettings:
-    b = cfg.broker
-    host, port = override if override else (b.host, b.port)
-    tls = b.tls
-    return BrokerSettings(
-        host=host,
-        port=port,
-        client_id=cfg.client_id,
-        keepalive_s=b.keepalive_s,
-        username=b.username,
-        password=b.password.get_secret_value() if b.password else None,
-        tls=tls is not None,
-        ca_file=str(tls.ca_file) if tls and tls.ca_file else None,
-        cert_file=str(tls.cert_file) if tls and tls.cert_file else None,
-        key_file=str(tls.key_file) if tls and tls.key_file else None,
-        tls_insecure=bool(tls and tls.insecure),
-    )
+    """The hub's connection settings: its ``[broker]`` under its client id."""
+    return settings_from_table(cfg.broker, cfg.client_id, override)
 
 
 def status_led_name(cfg: Config) -> str | None:

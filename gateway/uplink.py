@@ -26,11 +26,9 @@ import json
 import logging
 import random
 import socket
-import ssl
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -65,7 +63,6 @@ __all__ = [
     "LINK_OFFLINE",
     "LINK_ONLINE",
     "LINK_SILENT",
-    "BrokerSettings",
     "LinkStatus",
     "Liveness",
     "Outage",
@@ -73,6 +70,7 @@ __all__ = [
     "UplinkHandlers",
     "UplinkStats",
 ]
+from gateway.broker import BrokerSettings, settings_tls_context
 
 log = logging.getLogger(__name__)
 
@@ -80,26 +78,6 @@ SESSION_EXPIRY_S = 7 * 24 * 3600  # keep receipts and commands queued through a 
 ONLINE, OFFLINE = b"online", b"offline"
 
 WATCH_STEP_S = 0.25  # how often the watch thread looks at the link
-
-
-@dataclass(frozen=True)
-class BrokerSettings:
-    """What the uplink needs to reach a broker (built from the config's [broker])."""
-
-    host: str
-    port: int
-    client_id: str
-    keepalive_s: int = 30
-    username: str | None = None
-    password: str | None = None
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    tls: bool = False
-    tls_insecure: bool = False
-
-    def __repr__(self) -> str:  # never show the password
-        return f"BrokerSettings(host={self.host!r}, port={self.port}, client_id={self.client_id!r})"
 
 
 class Uplink:
@@ -152,15 +130,9 @@ class Uplink:
         client.reconnect_delay_set(min_delay=self._delays[0], max_delay=self._delays[1])
         if settings.username:
             client.username_pw_set(settings.username, settings.password)
-        if settings.tls or settings.ca_file:
-            client.tls_set(
-                ca_certs=settings.ca_file,
-                certfile=settings.cert_file,
-                keyfile=settings.key_file,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            if settings.tls_insecure:
-                client.tls_insecure_set(True)
+        tls = settings_tls_context(settings)
+        if tls is not None:
+            client.tls_set_context(tls)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail

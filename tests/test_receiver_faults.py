@@ -447,7 +447,7 @@ def receive_command(broker: Any, data_dir: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "tuquan.cli",
+        "tuquan",
         "receive",
         "--broker",
         f"{broker.host}:{broker.port}",

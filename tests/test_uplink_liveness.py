@@ -28,8 +28,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from core.errors import ConfigError
 from core.topics import HubTopics, receiver_status_topic
+from gateway.broker import BrokerSettings
 from gateway.service import status_led_name
-from gateway.uplink import BrokerSettings, Uplink, UplinkHandlers
+from gateway.uplink import Uplink, UplinkHandlers
 from hw_sim.simulator import default_config_path
 from settings import Config, parse_config
 
