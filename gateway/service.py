@@ -305,7 +305,7 @@ class Hub:
 
             assert self.snapshots is not None
             self.cameras = Cameras(
-                [c.settings() for c in self.cfg.cameras],
+                self.cfg.cameras,
                 emit=self.emit,
                 detector=detector,
                 snapshot=self.snapshots.put,
