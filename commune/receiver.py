@@ -25,10 +25,13 @@ client id) and messages are acknowledged by hand (``manual_ack=True``) after the
 published while the receiver is down wait in the broker, and a message the receiver took but did
 not commit is delivered again when it reconnects.
 
-Camera snapshots (``snapshot/<event-id>``, JPEG) of the commune's hubs are saved by the writer
-thread next to the database, as ``snapshots/<hub>/<event-id>.jpg`` (written whole: a temporary
-file, fsync, rename), before the batch is acknowledged. A payload that is not a JPEG, or larger
-than ``snapshots.MAX_SNAPSHOT_BYTES``, is counted in ``bad_snapshots`` and dropped.
+Camera snapshots (``snapshot/<event-id>``, JPEG) are saved by the writer thread
+(``commune.snapshots``) before the batch is acknowledged; a bad one is counted and dropped.
+
+Longer than 500 lines because the MQTT callbacks and the writer thread share one rule that must
+be read in one place: a message is acknowledged only after its commit, only on the connection
+that delivered it, and the receipt goes out before the acknowledgement. Validation, storing,
+the feed and snapshots are already modules of their own.
 """
 
 from __future__ import annotations
@@ -36,16 +39,14 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import signal
 import ssl
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -66,7 +67,6 @@ from core.topics import (
     commune_snapshot_filter,
     receiver_status_topic,
 )
-from gateway.broker import tls_context as tls_context  # part of the receiver's API
 
 log = logging.getLogger(__name__)
 
@@ -529,63 +529,3 @@ class Receiver:
                     self._client.ack(msg.mid, msg.qos)
                 except Exception as exc:  # the connection went away meanwhile: redelivered
                     log.warning("acknowledging message %d failed: %s", msg.mid, exc)
-
-
-def run_receiver(
-    host: str,
-    port: int,
-    commune: str,
-    data_dir: str | Path,
-    *,
-    client_id: str | None = None,
-    username: str | None = None,
-    password: str | None = None,
-    tls: ssl.SSLContext | None = None,
-    share_group: str | None = None,
-    keepalive: int = 30,
-    out: TextIO | None = None,
-    stop: threading.Event | None = None,
-) -> int:
-    """Run a receiver until SIGTERM/SIGINT (or ``stop`` is set); returns the exit status (0).
-
-    Events are stored in ``<data_dir>/receiver.sqlite3``, camera snapshots in
-    ``<data_dir>/snapshots/<hub>/<event-id>.jpg``. Each stored event is written to ``out``
-    (stdout by default) as one JSON line, at least once (see ``Receiver``): the police
-    console's alert feed. Raises ReceiverError if the store cannot be opened.
-    """
-    data_path = Path(data_dir)
-    data_path.mkdir(parents=True, exist_ok=True)
-    stream = out if out is not None else sys.stdout
-    stop_event = stop if stop is not None else threading.Event()
-
-    def print_event(event: dict[str, Any]) -> None:
-        stream.write(json.dumps(event, separators=(",", ":"), sort_keys=True) + "\n")
-        stream.flush()
-
-    previous: dict[signal.Signals, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, lambda signum, frame: stop_event.set())
-
-    receiver = Receiver(
-        host,
-        port,
-        commune,
-        data_path / DB_FILENAME,
-        client_id=client_id,
-        username=username,
-        password=password,
-        tls=tls,
-        on_new_event=print_event,
-        share_group=share_group,
-        keepalive=keepalive,
-    )
-    try:
-        receiver.start()
-        while not stop_event.wait(0.5):
-            pass
-    finally:
-        receiver.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 0

@@ -34,10 +34,11 @@ from hub_helpers import COMMUNE, EVENTS, HUB, outbox_counts, sim_hub, wait_until
 from mqtt_helpers import Subscriber, publish
 from paho.mqtt.enums import CallbackAPIVersion
 
-from commune.receiver import Receiver, tls_context
+from commune.receiver import Receiver
 from commune.store import EventStore
 from core.events import Event
 from core.topics import HubTopics
+from gateway.broker import tls_context
 from gateway.outbox import Outbox
 from gateway.service import OUTBOX_FILE
 from hw_sim.simulator import default_config_path
