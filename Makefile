@@ -3,7 +3,7 @@
 #
 #   make demo       a simulated guard post reports a panic to a commune receiver, end to end
 #   make test       lint, then the test suite (pytest -q; add PYTEST_ARGS='-k outbox' etc.)
-#   make lint       ruff check, ruff format --check (whole tree), mypy on gateway/
+#   make lint       ruff check, ruff format --check (whole tree), mypy, the import contract (lint-imports)
 #   make bench      benchmarks (python -m bench.run_all; BENCH_ARGS=--quick for a short run)
 #   make setup      only the setup: .venv, pip install -e '.[dev,sim]', the default model, Mosquitto, npm packages
 #   make clean      caches, build output and the demo's data; make distclean also .venv, node_modules

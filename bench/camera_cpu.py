@@ -23,8 +23,8 @@ import numpy as np
 from bench import common
 from core.events import Event
 from sensors.camera.pipeline import CameraPipeline
-from sensors.camera.settings import CameraSettings, MotionSettings, ZoneSettings
 from sensors.camera.sources import EndOfStream, Frame
+from settings.cameras import CameraConfig, MotionConfig, ZoneConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from camera_scenes import FakeClock, noisy, paste, person, street  # noqa: E402
@@ -76,12 +76,12 @@ def clip(seconds: float, walk_s: float) -> list[np.ndarray]:
 def run(frames: list[np.ndarray], detector: Any, gated: bool) -> dict[str, Any]:
     clock = FakeClock()
     events: list[Event] = []
-    settings = CameraSettings(
+    settings = CameraConfig(
         name="bench",
         source="virtual",
         detect_fps=FPS,
-        zones=(ZoneSettings("yard"),),
-        motion=MotionSettings(enabled=gated),
+        zones=(ZoneConfig(name="yard"),),
+        motion=MotionConfig(enabled=gated),
     )
     pipe = CameraPipeline(
         settings,

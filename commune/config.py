@@ -11,56 +11,79 @@ port = 8883
 username = "receiver-phuong-1"
 credentials_file = "credentials.toml"
 ```
+
+It is read and its errors are reported as the hub's are (``settings``): every problem at its
+key, an unknown key with the closest allowed one, a file that is not TOML or not UTF-8 at its
+line and column.
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, StrictStr, ValidationError
+from pydantic import AfterValidator, Field, StrictStr, ValidationError, model_validator
 
 from core.errors import ConfigError
-from settings import (
-    BrokerConfig,
-    HubConfig,
-    _Context,
-    _Frozen,
-    _pydantic_errors,
-    _toml_syntax_error,
-)
+from settings import BrokerConfig, Frozen, LoadContext, pydantic_errors, read_toml
+from settings.validators import Id
+
+_SHARE_GROUP = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-class ReceiverSection(_Frozen):
-    commune: Annotated[StrictStr, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
-    share_group: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
+def share_group_name(value: str) -> str:
+    """The group of an MQTT shared subscription (``$share/<group>/...``)."""
+    if not _SHARE_GROUP.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid share group: use 1 to 64 letters, digits, '-' or '_' "
+            "(it is a level of the shared subscription $share/<group>/...)"
+        )
+    return value
+
+
+class ReceiverSection(Frozen):
+    """``[receiver]``: the commune whose hubs' events are received (an MQTT topic level)."""
+
+    commune: Id
+    share_group: Annotated[StrictStr, AfterValidator(share_group_name)] | None = None
     client_id: Annotated[StrictStr, Field(min_length=1)] | None = None
 
 
-class ReceiverConfig(_Frozen):
+class ReceiverConfig(Frozen):
+    """The whole receiver configuration. Build it with ``load_receiver_config``."""
+
     receiver: ReceiverSection
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_broker(cls, data: Any) -> Any:
+        """No ``[broker]`` is validated as an empty one, so the password comes from the env."""
+        if isinstance(data, Mapping) and "broker" not in data:
+            return {**data, "broker": {}}
+        return data
+
+
+def parse_receiver_config(
+    data: Mapping[str, Any], *, base_dir: Path, env: Mapping[str, str]
+) -> ReceiverConfig:
+    """Validate a parsed TOML table; ``ConfigError`` lists every problem (see ``parse_config``)."""
+    try:
+        return ReceiverConfig.model_validate(data, context=LoadContext(base_dir=base_dir, env=env))
+    except ValidationError as exc:
+        errors = pydantic_errors(exc, ReceiverConfig)
+    raise ConfigError(errors)  # outside the except block: pydantic's text quotes input values
+
 
 def load_receiver_config(path: Path, env: Mapping[str, str] | None = None) -> ReceiverConfig:
+    """Read and validate a receiver config file (``env`` defaults to ``os.environ``)."""
     path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError([(str(path), f"cannot read the file: {exc.strerror}")]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([_toml_syntax_error(path, exc)]) from None
-    data.setdefault("broker", {})
-    context = _Context(base_dir=path.resolve().parent, env=os.environ if env is None else env)
-    try:
-        return ReceiverConfig.model_validate(data, context=context)
-    except ValidationError as exc:
-        errors = _pydantic_errors(exc)
-    raise ConfigError(errors)
+    return parse_receiver_config(
+        read_toml(path), base_dir=path.resolve().parent, env=os.environ if env is None else env
+    )
 
 
-__all__ = ["HubConfig", "ReceiverConfig", "load_receiver_config"]
+__all__ = ["ReceiverConfig", "ReceiverSection", "load_receiver_config", "parse_receiver_config"]

@@ -25,29 +25,28 @@ client id) and messages are acknowledged by hand (``manual_ack=True``) after the
 published while the receiver is down wait in the broker, and a message the receiver took but did
 not commit is delivered again when it reconnects.
 
-Camera snapshots (``snapshot/<event-id>``, JPEG) of the commune's hubs are saved by the writer
-thread next to the database, as ``snapshots/<hub>/<event-id>.jpg`` (written whole: a temporary
-file, fsync, rename), before the batch is acknowledged. A payload that is not a JPEG, or larger
-than ``MAX_SNAPSHOT_BYTES``, is counted in ``bad_snapshots`` and dropped.
+Camera snapshots (``snapshot/<event-id>``, JPEG) are saved by the writer thread
+(``commune.snapshots``) before the batch is acknowledged; a bad one is counted and dropped.
+
+Longer than 500 lines because the MQTT callbacks and the writer thread share one rule that must
+be read in one place: a message is acknowledged only after its commit, only on the connection
+that delivered it, and the receipt goes out before the acknowledgement. Validation, storing,
+the feed and snapshots are already modules of their own.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
-import re
-import signal
 import ssl
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -56,6 +55,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from commune.feed import AlertFeed
+from commune.snapshots import SNAPSHOT_DIRNAME, SnapshotFiles, is_snapshot
 from commune.store import EventStore, ReceivedEvent
 from commune.storing import Outcome, Pending, Stopped, store_pending
 from commune.validate import InvalidEvent, parse_event_message
@@ -65,7 +65,6 @@ from core.topics import (
     HubTopics,
     commune_event_filter,
     commune_snapshot_filter,
-    parse_hub_topic,
     receiver_status_topic,
 )
 
@@ -77,10 +76,6 @@ MAX_BATCH = 1000
 _LOGGED_PAYLOAD_CHARS = 200
 _STOP_MQTT_RESERVE_S = 3.0  # of stop()'s time, kept for "offline" and the disconnect
 _OFFLINE_WAIT_S = 2.0  # how long stop() waits for the broker to take "offline"
-SNAPSHOT_DIRNAME = "snapshots"  # beside the database: snapshots/<hub>/<event-id>.jpg
-MAX_SNAPSHOT_BYTES = 4_000_000  # a hub's snapshot is a crop of tens of kilobytes
-_SNAPSHOT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_HUB_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
 class ReceiverError(TuquanError):
@@ -112,17 +107,9 @@ class _Incoming:
 _STOP = object()
 
 
-def tls_context(
-    ca_file: str | Path | None = None,
-    cert_file: str | Path | None = None,
-    key_file: str | Path | None = None,
-) -> ssl.SSLContext:
-    """A client TLS context: verify the broker against ``ca_file`` (system CAs if None) and,
-    with ``cert_file``, authenticate with a client certificate."""
-    ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    if cert_file:
-        ctx.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
-    return ctx
+def default_client_id(commune: str) -> str:
+    """The receiver's MQTT client id when its config names none."""
+    return f"tuquan-receiver-{commune}"
 
 
 class Receiver:
@@ -159,13 +146,14 @@ class Receiver:
         self.port = port
         self.commune = commune
         self.db_path = Path(db_path)
-        self.client_id = client_id or f"tuquan-receiver-{commune}"
+        self.client_id = client_id or default_client_id(commune)
         self.on_new_event = on_new_event
         filter_ = commune_event_filter(commune)
         self.topic_filter = f"$share/{share_group}/{filter_}" if share_group else filter_
         snapshots = commune_snapshot_filter(commune)
         self.snapshot_filter = f"$share/{share_group}/{snapshots}" if share_group else snapshots
-        self.snapshot_dir = self.db_path.parent / SNAPSHOT_DIRNAME
+        self.snapshots = SnapshotFiles(self.db_path.parent / SNAPSHOT_DIRNAME, commune)
+        self.snapshot_dir = self.snapshots.directory
         self.status_topic = receiver_status_topic(commune)
         self.keepalive = keepalive
         self._store_factory = store_factory
@@ -470,7 +458,7 @@ class Receiver:
         """The event a message carries; None for a snapshot (saved here) or a message dropped
         as malformed. Whatever goes wrong costs this message only, with one log line."""
         try:
-            if _is_snapshot(msg.topic):
+            if is_snapshot(msg.topic):
                 self._save_snapshot(msg)
                 return None
             return parse_event_message(
@@ -500,7 +488,7 @@ class Receiver:
 
     def _save_snapshot(self, msg: _Incoming) -> None:
         """Save a camera snapshot as ``snapshots/<hub>/<event-id>.jpg``, or count it as bad."""
-        reason = self._snapshot_problem(msg)
+        reason = self.snapshots.problem(msg.topic, msg.payload)
         if reason is not None:
             self._count(bad_snapshots=1)
             log.warning(
@@ -510,36 +498,14 @@ class Receiver:
                 reason,
             )
             return
-        parts = parse_hub_topic(msg.topic)
-        assert parts is not None
-        hub, event_id = parts[1], parts[2].split("/", 1)[1]
-        path = self.snapshot_dir / hub / f"{event_id}.jpg"
         try:
-            write_atomically(path, msg.payload)
+            path = self.snapshots.save(msg.topic, msg.payload)
         except OSError:
             # The hub keeps its snapshots: a console can ask again with cmd/snapshot.
-            log.exception("snapshot %s of hub %s could not be saved", event_id, hub)
+            log.exception("snapshot on %s could not be saved", msg.topic[:200])
             return
         self._count(snapshots=1)
-        log.info("snapshot of event %s from hub %s saved: %s", event_id, hub, path)
-
-    def _snapshot_problem(self, msg: _Incoming) -> str | None:
-        parts = parse_hub_topic(msg.topic)
-        if parts is None:
-            return "topic outside tuquan/v1/<commune>/<hub>/"
-        commune, hub, rest = parts
-        event_id = rest.split("/", 1)[1]
-        if commune != self.commune:
-            return f"topic of commune {commune!r}, not {self.commune!r}"
-        if not _HUB_ID.fullmatch(hub):
-            return "the hub in the topic is not a hub id"
-        if not _SNAPSHOT_ID.fullmatch(event_id):
-            return "the last topic level is not an event id"
-        if len(msg.payload) > MAX_SNAPSHOT_BYTES:
-            return f"larger than {MAX_SNAPSHOT_BYTES} bytes"
-        if not is_jpeg(msg.payload):
-            return "not a JPEG"
-        return None
+        log.info("snapshot saved: %s", path)
 
     def _send_receipts(self, receipts: dict[str, list[str]]) -> None:
         """Publish ``{"ids": [...]}`` to each hub's receipt topic (QoS 1). Called only after the
@@ -563,89 +529,3 @@ class Receiver:
                     self._client.ack(msg.mid, msg.qos)
                 except Exception as exc:  # the connection went away meanwhile: redelivered
                     log.warning("acknowledging message %d failed: %s", msg.mid, exc)
-
-
-def _is_snapshot(topic: str) -> bool:
-    parts = parse_hub_topic(topic)
-    return parts is not None and parts[2].startswith("snapshot/")
-
-
-def is_jpeg(data: bytes) -> bool:
-    """A whole JPEG: it starts with SOI and an FF marker, and ends with EOI (some cameras pad
-    the end; a few bytes after EOI are allowed)."""
-    return len(data) > 4 and data[:3] == b"\xff\xd8\xff" and b"\xff\xd9" in data[-32:]
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` whole: a temporary file beside it, fsync, rename, fsync the
-    folder. A reader never sees half a file, and a crash leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def run_receiver(
-    host: str,
-    port: int,
-    commune: str,
-    data_dir: str | Path,
-    *,
-    client_id: str | None = None,
-    username: str | None = None,
-    password: str | None = None,
-    tls: ssl.SSLContext | None = None,
-    share_group: str | None = None,
-    out: TextIO | None = None,
-    stop: threading.Event | None = None,
-) -> int:
-    """Run a receiver until SIGTERM/SIGINT (or ``stop`` is set); returns the exit status (0).
-
-    Events are stored in ``<data_dir>/receiver.sqlite3``, camera snapshots in
-    ``<data_dir>/snapshots/<hub>/<event-id>.jpg``. Each stored event is written to ``out``
-    (stdout by default) as one JSON line, at least once (see ``Receiver``): the police
-    console's alert feed. Raises ReceiverError if the store cannot be opened.
-    """
-    data_path = Path(data_dir)
-    data_path.mkdir(parents=True, exist_ok=True)
-    stream = out if out is not None else sys.stdout
-    stop_event = stop if stop is not None else threading.Event()
-
-    def print_event(event: dict[str, Any]) -> None:
-        stream.write(json.dumps(event, separators=(",", ":"), sort_keys=True) + "\n")
-        stream.flush()
-
-    previous: dict[signal.Signals, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, lambda signum, frame: stop_event.set())
-
-    receiver = Receiver(
-        host,
-        port,
-        commune,
-        data_path / DB_FILENAME,
-        client_id=client_id,
-        username=username,
-        password=password,
-        tls=tls,
-        on_new_event=print_event,
-        share_group=share_group,
-    )
-    try:
-        receiver.start()
-        while not stop_event.wait(0.5):
-            pass
-    finally:
-        receiver.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 0

@@ -32,6 +32,7 @@ from typing import Any, Protocol, TypeVar
 from core.events import Event, Priority
 from core.topics import HubTopics
 from gateway.guarded_outbox import GuardedOutbox, StorageRefused
+from gateway.in_flight import InFlight
 from gateway.outbox import Outbox, Row
 
 log = logging.getLogger(__name__)
@@ -50,13 +51,6 @@ class Publisher(Protocol):
     def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> int: ...
 
     def publish_json(self, topic: str, obj: Any, *, retain: bool = False, qos: int = 1) -> int: ...
-
-
-@dataclass
-class _InFlight:
-    seq: int
-    priority: int
-    since: float
 
 
 @dataclass
@@ -103,8 +97,7 @@ class Dispatcher:
         self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="store", daemon=True)
         self._online = False
-        self._inflight: dict[int, _InFlight] = {}
-        self._inflight_seqs: set[int] = set()  # published, PUBACKed rows not yet marked too
+        self._inflight = InFlight()
         self._acked: list[int] = []  # PUBACKed, not yet marked in the outbox
         self._acked_due = 0.0  # mark them by then at the latest
         self._alarms_due = True  # an alarm may be pending past the alarm cursor
@@ -114,7 +107,6 @@ class Dispatcher:
         self._pubacks: deque[tuple[int, bool]] = deque()
         self._puback_wake = 1
         self._puback_woken = False
-        self._inflight_other = 0
         self._alarm_cursor = -1
         self._other_cursor = _START
         self._retry: list[tuple[float, int, int]] = []  # (due, priority, seq) after a rejection
@@ -324,7 +316,7 @@ class Dispatcher:
         else:
             self.outbox.mark_delivered(seqs=seqs)
         self._acked = []
-        self._inflight_seqs.difference_update(seqs)
+        self._inflight.marked(seqs)
 
     def _commit(self, batches: list[tuple[list[Event], Future[list[Event]]]]) -> None:
         batches = self._uncommitted + batches
@@ -373,33 +365,23 @@ class Dispatcher:
             self._other_cursor = min(self._other_cursor, (priority, seq - 1))
 
     def _puback(self, mid: int, accepted: bool) -> int | None:
-        entry = self._inflight.pop(mid, None)
+        entry = self._inflight.acked(mid)
         if entry is None:
             return None  # status/health messages, or an entry we already gave up on
         if accepted:
-            # Out of the window now; stays in _inflight_seqs until marked (_mark_acked).
-            if entry.priority != _ALARM:
-                self._inflight_other -= 1
-            return entry.seq
-        self._forget(entry)
+            return entry.seq  # out of the window now; still out until marked (_mark_acked)
+        self._inflight.give_up(entry)
         # The broker refused it (ACL, quota): keep the row and try again later, not in a loop.
         self.stats.rejected += 1
         log.error("broker rejected event seq %d; retrying in 30 s", entry.seq)
         heapq.heappush(self._retry, (time.monotonic() + 30.0, entry.priority, entry.seq))
         return None
 
-    def _forget(self, entry: _InFlight) -> None:
-        self._inflight_seqs.discard(entry.seq)
-        if entry.priority != _ALARM:
-            self._inflight_other -= 1
-
     def _set_online(self, online: bool) -> None:
         self._online = online
         if online:
             # paho re-sends what it still holds; give those their full time again.
-            now = time.monotonic()
-            for entry in self._inflight.values():
-                entry.since = now
+            self._inflight.restart_clocks(time.monotonic())
             # The broker may have lost what it PUBACKed (a restart without persistence): alarms
             # not yet receipted go out again at once, not after the receipt timeout.
             self._resend_unreceipted(alarms_only=True)
@@ -414,9 +396,7 @@ class Dispatcher:
         if not alarms_only:
             # In flight when the receiver came back: the broker may have routed them before
             # its subscription; forget them so the pump sends them again (receivers dedupe).
-            for mid in list(self._inflight):
-                entry = self._inflight.pop(mid)
-                self._forget(entry)
+            for entry in self._inflight.take_all():
                 self._rewind(entry.priority, entry.seq)
         rows = self.outbox.requeue_sent(_ALARM if alarms_only else None)
         if rows:
@@ -433,10 +413,7 @@ class Dispatcher:
     def _requeue_unconfirmed(self) -> None:
         now = time.monotonic()
         if self._online:
-            stale = [m for m, e in self._inflight.items() if now - e.since > self.receipt_timeout_s]
-            for mid in stale:
-                entry = self._inflight.pop(mid)
-                self._forget(entry)
+            for entry in self._inflight.take_older(now, self.receipt_timeout_s):
                 self._rewind(entry.priority, entry.seq)
         if self.receipts:
             rows = self.outbox.requeue_unconfirmed(self.receipt_timeout_s)
@@ -457,7 +434,7 @@ class Dispatcher:
         self._alarms_due = len(rows) == 1000
         for row in rows:
             self._alarm_cursor = row.seq
-            if row.seq not in self._inflight_seqs:
+            if not self._inflight.is_out(row.seq):
                 self._send(uplink, row)
 
     def _pump(self) -> None:
@@ -465,8 +442,8 @@ class Dispatcher:
         if uplink is None or not self._online:
             return
         self._pump_alarms()
-        free = self.window - self._inflight_other
-        if free < self.refill and self._inflight_other:
+        free = self.window - self._inflight.others
+        if free < self.refill and self._inflight.others:
             return  # refilled once more of the window is free: fewer, larger turns
         while free > 0:
             rows = self.outbox.pending_after(*self._other_cursor, free)
@@ -474,16 +451,13 @@ class Dispatcher:
                 break
             for row in rows:
                 self._other_cursor = (row.priority, row.seq)
-                if row.seq not in self._inflight_seqs:
+                if not self._inflight.is_out(row.seq):
                     self._send(uplink, row)
                     free -= 1
 
     def _send(self, uplink: Publisher, row: Row) -> None:
         mid = uplink.publish(self.topics.event(row.kind), row.payload)
-        self._inflight[mid] = _InFlight(row.seq, row.priority, time.monotonic())
-        self._inflight_seqs.add(row.seq)
-        if row.priority != _ALARM:
-            self._inflight_other += 1
+        self._inflight.sent(mid, row.seq, row.priority, time.monotonic())
         self.stats.published += 1
 
     def _drained(self) -> bool:
@@ -499,6 +473,10 @@ class Dispatcher:
         uplink = self.uplink
         if uplink is None or not self._online:
             return
+        uplink.publish_json(self.topics.health, self.health(), retain=True)
+
+    def health(self) -> dict[str, Any]:
+        """The health payload, as published (store thread: it reads the outbox)."""
         health: dict[str, Any] = {
             "hub": self.topics.hub,
             "uptime_s": round(time.monotonic() - self._started_at, 1),
@@ -511,4 +489,4 @@ class Dispatcher:
         }
         if self.health_extra is not None:
             health.update(self.health_extra())
-        uplink.publish_json(self.topics.health, health, retain=True)
+        return health

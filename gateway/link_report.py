@@ -28,7 +28,7 @@ from typing import Any
 
 from core.events import NEW, RESTORE, Event
 from gateway.alarm import Switch
-from gateway.uplink import LINK_OFFLINE, LINK_ONLINE, LINK_SILENT, LinkStatus, Outage
+from gateway.link_state import LINK_OFFLINE, LINK_ONLINE, LINK_SILENT, LinkStatus, Outage
 
 log = logging.getLogger(__name__)
 

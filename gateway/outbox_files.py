@@ -6,7 +6,6 @@ Everything here runs on the store thread (gateway/guarded_outbox.py) and never d
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -14,6 +13,8 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from core.files import write_durably
 
 log = logging.getLogger(__name__)
 
@@ -64,26 +65,6 @@ class SeqRecord:
             return False
         self.reserved = target
         return True
-
-
-def write_durably(path: Path, data: bytes) -> None:
-    """A temporary file, fsync, rename, fsync of the folder: the old content or the new."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def quarantine(path: Path) -> Path | None:

@@ -16,27 +16,28 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from core.clock import ClockStatus
 from core.events import NEW, RESTORE, Event
-from core.safe_json import loads_untrusted
 from core.topics import HubTopics
 from gateway.alarm import AlarmRule, AlarmRules
+from gateway.broker import BrokerSettings, settings_from_table
+from gateway.commands import Commands
 from gateway.dispatcher import Dispatcher
 from gateway.guarded_outbox import GuardedOutbox
 from gateway.link_report import LinkReport
 from gateway.sdnotify import SystemdNotifier
 from gateway.snapshots import SnapshotPublisher
-from gateway.uplink import BrokerSettings, Liveness, Uplink, UplinkHandlers
-from sensors.gpio import GpioInputs, make_outputs, output_faults
+from gateway.uplink import Liveness, Uplink, UplinkHandlers
+from sensors.gpio_inputs import GpioInputs
+from sensors.gpio_outputs import make_outputs, output_faults
 from sensors.modbus import ModbusPollers
 from sensors.serial_bus import SerialBuses
 from settings import Config
@@ -49,22 +50,8 @@ REFUSED_FILE = "cameras-refused.json"  # cameras reported off because the model 
 
 
 def broker_settings(cfg: Config, override: tuple[str, int] | None = None) -> BrokerSettings:
-    b = cfg.broker
-    host, port = override if override else (b.host, b.port)
-    tls = b.tls
-    return BrokerSettings(
-        host=host,
-        port=port,
-        client_id=cfg.client_id,
-        keepalive_s=b.keepalive_s,
-        username=b.username,
-        password=b.password.get_secret_value() if b.password else None,
-        tls=tls is not None,
-        ca_file=str(tls.ca_file) if tls and tls.ca_file else None,
-        cert_file=str(tls.cert_file) if tls and tls.cert_file else None,
-        key_file=str(tls.key_file) if tls and tls.key_file else None,
-        tls_insecure=bool(tls and tls.insecure),
-    )
+    """The hub's connection settings: its ``[broker]`` under its client id."""
+    return settings_from_table(cfg.broker, cfg.client_id, override)
 
 
 def status_led_name(cfg: Config) -> str | None:
@@ -75,7 +62,24 @@ def status_led_name(cfg: Config) -> str | None:
     return next((o.name for o in cfg.outputs if o.kind == "led" and o.name not in driven), None)
 
 
+class HubStatus(TypedDict):
+    """The hub's state now (:meth:`Hub.status`), as JSON."""
+
+    hub: str
+    commune: str
+    online: bool  # connected, and the link not found silent
+    inputs: dict[str, bool | str]  # active or not, "fault" while its pin cannot be read
+    outputs: dict[str, bool]  # on or off
+    sounding: list[str]  # the outputs the alarm rules have on
+    buses: dict[str, bool]  # each serial bus: its port open or not
+    outbox: dict[str, int]  # rows by state, undelivered rows by priority
+
+
 class Hub:
+    """One hub. Besides its lifecycle (start, stop) and its event entry point (emit), what
+    others use of it is its public surface: status, health, camera_health, bus_open,
+    mute_inputs. Its attributes are the parts it wires together (tests may look at them)."""
+
     def __init__(
         self,
         cfg: Config,
@@ -154,12 +158,10 @@ class Hub:
 
             store = SnapshotStore(self.data_dir / SNAPSHOT_DIR, max_bytes=cfg.snapshots.max_bytes)
             self.snapshots = SnapshotPublisher(store, self.topics, self.uplink)
-        self.malformed_commands = 0
-        self._commands: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-            "silence": self._cmd_silence,
-            "ping": self._cmd_ping,
-            "snapshot": self._cmd_snapshot,
-        }
+        self.commands = Commands(
+            {"silence": self._cmd_silence, "ping": self._cmd_ping, "snapshot": self._cmd_snapshot},
+            answer=lambda result: self.uplink.publish_json(self.topics.cmd_result, result),
+        )
         self._running = False
         self._store_turned = threading.Event()
         self._ready_lock = threading.Lock()
@@ -225,6 +227,40 @@ class Hub:
         self.outbox.close()
         log.info("hub stopped")
 
+    # -- the public surface (any thread but the store thread) -----------------------------
+
+    def status(self, timeout_s: float = 10.0) -> HubStatus:
+        """Inputs and outputs with their states, what is sounding, the buses, the link, the
+        outbox counts. The counts are read on the store thread: the hub must be started, and a
+        store thread that does not answer within ``timeout_s`` raises TimeoutError."""
+        outbox = self.dispatcher.call(lambda o: o.counts()).result(timeout=timeout_s)
+        return HubStatus(
+            hub=self.cfg.hub.id,
+            commune=self.cfg.hub.commune,
+            online=self.uplink.online,
+            inputs=self.inputs.states(),
+            outputs={name: out.is_active for name, out in self.outputs.items()},
+            sounding=self.rules.sounding(),
+            buses={name: self.bus_open(name) for name in self.buses.buses},
+            outbox=outbox,
+        )
+
+    def health(self, timeout_s: float = 10.0) -> dict[str, Any]:
+        """The health payload the hub publishes (retained, every ``health_interval_s`` while
+        online), built now, online or not. Built on the store thread, as status() is."""
+        return self.dispatcher.call(lambda _outbox: self.dispatcher.health()).result(
+            timeout=timeout_s
+        )
+
+    def bus_open(self, name: str) -> bool:
+        """Whether serial bus ``name`` has its port open; KeyError for a bus not configured."""
+        return self.buses.buses[name].is_open
+
+    def mute_inputs(self) -> None:
+        """Inputs stop reporting: the first step of a shutdown, so that a button still held
+        does not report its release as the simulator lets go of it."""
+        self.inputs.mute()
+
     # -- the event entry point (any thread) -----------------------------------------------
 
     def emit(self, event: Event) -> Future[list[Event]]:
@@ -269,7 +305,7 @@ class Hub:
 
             assert self.snapshots is not None
             self.cameras = Cameras(
-                [c.settings() for c in self.cfg.cameras],
+                self.cfg.cameras,
                 emit=self.emit,
                 detector=detector,
                 snapshot=self.snapshots.put,
@@ -379,31 +415,16 @@ class Hub:
 
     # -- remote commands (paho's network thread) ------------------------------------------
 
-    def _on_command(self, name: str, payload: bytes, retained: bool = False) -> None:
-        try:
-            body = loads_untrusted(payload, max_bytes=COMMAND_MAX_BYTES) if payload else {}
-            if not isinstance(body, dict):
-                raise ValueError("command body must be a JSON object")
-        except ValueError as exc:  # bad JSON, NaN, huge numbers, deep nesting, too long
-            self.malformed_commands += 1
-            log.warning("dropped malformed command %s: %s", name[:40], exc)
-            return
-        request_id = str(body.get("request_id", ""))[:64]
-        result: dict[str, Any] = {"cmd": name[:40], "request_id": request_id, "ok": True}
-        refusal = _refusal(body, retained, time.time())
-        if refusal is not None:
-            # A retained or stale `silence` would silence an alarm nobody has seen yet.
-            self.malformed_commands += 1
-            log.warning("refused command %s: %s", name[:40], refusal)
-            result.update(ok=False, error=refusal, hub_ts=round(time.time(), 3))
-        elif name in self._commands:
-            result.update(self._commands[name](body))
-        else:
-            self.malformed_commands += 1
-            result.update(ok=False, error=f"unknown command {name[:40]!r}")
-        self.uplink.publish_json(self.topics.cmd_result, result)
+    # -- commands (paho's network thread) -------------------------------------------------
 
-    # Command handlers (paho's network thread): the body in, the result's fields out.
+    def _on_command(self, name: str, payload: bytes, retained: bool = False) -> None:
+        self.commands.handle(name, payload, retained)
+
+    @property
+    def malformed_commands(self) -> int:
+        return self.commands.malformed
+
+    # Command handlers: the body in, the result's fields out.
 
     def _cmd_silence(self, body: dict[str, Any]) -> dict[str, Any]:
         by = str(body.get("by", "remote"))[:64]
@@ -441,29 +462,3 @@ class Hub:
             "modbus": self.modbus.health(),
             **self.camera_health(),
         }
-
-
-COMMAND_MAX_BYTES = 16_384  # a command is a few hundred bytes
-COMMAND_MAX_AGE_S = 120.0  # a command's optional "ts" older than this is refused as stale
-COMMAND_MAX_AHEAD_S = 30.0  # ... and one this far in the hub's future (clock skew, replay)
-
-
-def _refusal(body: dict[str, Any], retained: bool, now: float) -> str | None:
-    """Why a command must not be carried out, or None.
-
-    Commands are not retained: a retained one would run again at every reconnect. The optional
-    "ts" (Unix seconds, when the console sent it) bounds how late a command queued in the
-    hub's session may still act.
-    """
-    if retained:
-        return "retained commands are refused"
-    if "ts" not in body:
-        return None
-    ts = body["ts"]
-    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
-        return "ts must be Unix seconds"
-    if now - ts > COMMAND_MAX_AGE_S:
-        return f"stale command: sent {now - ts:.0f} s ago (limit {COMMAND_MAX_AGE_S:.0f} s)"
-    if ts - now > COMMAND_MAX_AHEAD_S:
-        return "ts is in the future"
-    return None

@@ -14,9 +14,9 @@ watch thread shuts the socket down. paho's own thread then sees the connection e
 it like any lost connection and reconnects with its usual backoff (a ``disconnect()`` would
 stop paho's reconnect loop for good).
 
-Another client connecting with this hub's client id takes its session over (MQTT 5 DISCONNECT
-reason 142): logged once per episode, counted, and followed by a long wait before reconnecting,
-so two hubs sharing an id do not knock each other off every second.
+Another client connecting with this hub's client id takes its session over (``takeover.py``):
+logged once per episode, counted, and followed by a long wait before reconnecting, so two hubs
+sharing an id do not knock each other off every second.
 """
 
 from __future__ import annotations
@@ -26,12 +26,9 @@ import json
 import logging
 import random
 import socket
-import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -41,108 +38,46 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from core.safe_json import loads_untrusted
 from core.topics import HubTopics, receiver_status_topic
+from gateway.inbound import parse_ping_echo, parse_receipt, parse_receiver_status
+from gateway.link_state import (
+    LINK_OFFLINE,
+    LINK_ONLINE,
+    LINK_SILENT,
+    LinkStatus,
+    Liveness,
+    Outage,
+    UplinkHandlers,
+    UplinkStats,
+)
+from gateway.pings import Pings
+from gateway.takeover import (
+    TAKEOVER_BACKOFF_S,
+    TAKEOVER_QUIET_S,
+    TakeoverWatch,
+    takeover_message,
+)
+
+# The uplink's types are importable from here too (its callers build them).
+__all__ = [
+    "LINK_OFFLINE",
+    "LINK_ONLINE",
+    "LINK_SILENT",
+    "LinkStatus",
+    "Liveness",
+    "Outage",
+    "Uplink",
+    "UplinkHandlers",
+    "UplinkStats",
+]
+from gateway.broker import BrokerSettings, settings_tls_context
 
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600  # keep receipts and commands queued through a week offline
 ONLINE, OFFLINE = b"online", b"offline"
 
-# The link's state in health: connected and heard from, found silent, or not connected.
-LINK_ONLINE, LINK_SILENT, LINK_OFFLINE = "online", "silent", "offline"
-SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason: another client connected with our id
-TAKEOVER_BACKOFF_S = 30  # at least this long before reconnecting after a takeover
-TAKEOVER_QUIET_S = 60.0  # a connection that lasts this long ends a takeover episode
-TAKEOVER_SUSPECT_S = 10.0  # a broker's close this soon after a connect may be a takeover
-RECEIPT_MAX_BYTES = 256 * 1024  # a receipt names at most a few thousand ids
-RECEIVER_STATUS_MAX_BYTES = 4096
-PING_MAX_BYTES = 256
 WATCH_STEP_S = 0.25  # how often the watch thread looks at the link
-
-
-@dataclass(frozen=True)
-class BrokerSettings:
-    """What the uplink needs to reach a broker (built from the config's [broker])."""
-
-    host: str
-    port: int
-    client_id: str
-    keepalive_s: int = 30
-    username: str | None = None
-    password: str | None = None
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    tls: bool = False
-    tls_insecure: bool = False
-
-    def __repr__(self) -> str:  # never show the password
-        return f"BrokerSettings(host={self.host!r}, port={self.port}, client_id={self.client_id!r})"
-
-
-@dataclass(frozen=True)
-class Liveness:
-    """How the uplink proves the link works (the config's ``[uplink]`` keys of these names)."""
-
-    ping_interval_s: float = 5.0
-    link_timeout_s: float = 15.0  # nothing heard this long: the link is silent
-
-
-@dataclass(frozen=True)
-class Outage:
-    """One loss of an established link."""
-
-    cause: str  # "silent", "disconnected" or "takeover"
-    started: float  # time.time() when it was lost
-    started_mono: float  # time.monotonic() then
-
-
-@dataclass(frozen=True)
-class LinkStatus:
-    """The link as the uplink sees it, handed to ``UplinkHandlers.link_changed``."""
-
-    state: str  # LINK_ONLINE, LINK_SILENT or LINK_OFFLINE
-    since: float  # time.time() of the last change of state
-    outage: Outage | None  # the loss under way (None while online, and before a first connect)
-    ended: Outage | None = None  # on the change back to online: the outage that just ended
-    down_s: float | None = None  # ... and how long it lasted
-
-
-def _nothing() -> None:
-    pass
-
-
-def _ignore_status(status: LinkStatus) -> None:
-    pass
-
-
-@dataclass
-class UplinkHandlers:
-    """Where the uplink reports. Each runs on paho's network thread and must be quick;
-    ``disconnected`` and ``link_changed`` also run on the uplink's watch thread (a silent
-    link). ``link_changed`` is called in the order of the changes."""
-
-    connected: Callable[[], None]
-    disconnected: Callable[[], None]
-    published: Callable[[int, bool], None]  # (mid, broker accepted it)
-    receipt: Callable[[list[str]], None]
-    command: Callable[[str, bytes, bool], None]  # name, payload, retained
-    receiver_online: Callable[[], None] = field(default=_nothing)  # the receiver (re)subscribed
-    link_changed: Callable[[LinkStatus], None] = field(default=_ignore_status)
-
-
-@dataclass
-class UplinkStats:
-    connects: int = 0
-    disconnects: int = 0
-    bad_receipts: int = 0
-    outages: int = 0  # losses of an established link, whatever the cause
-    silent: int = 0  # ... of which found silent by the pings
-    takeovers: int = 0  # disconnected because another client used our client id
-    bad_receiver_status: int = 0
-    pings: int = 0
-    echoes: int = 0
 
 
 class Uplink:
@@ -174,14 +109,9 @@ class Uplink:
         self._last_heard = 0.0  # monotonic: the last sign of life from the broker
         self._connected_since = 0.0
         self._attempt_started: float | None = None  # a CONNECT waiting for its CONNACK
-        self._rtt_ms: float | None = None
-        self._pings: dict[int, float] = {}  # ping number -> monotonic time sent
-        self._ping_n = 0
-        self._next_ping = 0.0
-        self._ping_mids: set[int] = set()  # pings not yet PUBACKed (kept from the handlers)
+        self._pings = Pings(self.liveness.ping_interval_s)
         self._ping_refused_logged = False
-        self._takeover_episode = False
-        self._prev_close: float | None = None  # when the broker last ended a connection
+        self._takeovers = TakeoverWatch()
         self._hard_backoff = False
         self._stop_watch = threading.Event()
         self._watch = threading.Thread(target=self._watch_loop, name="uplink-watch", daemon=True)
@@ -200,15 +130,9 @@ class Uplink:
         client.reconnect_delay_set(min_delay=self._delays[0], max_delay=self._delays[1])
         if settings.username:
             client.username_pw_set(settings.username, settings.password)
-        if settings.tls or settings.ca_file:
-            client.tls_set(
-                ca_certs=settings.ca_file,
-                certfile=settings.cert_file,
-                keyfile=settings.key_file,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            if settings.tls_insecure:
-                client.tls_insecure_set(True)
+        tls = settings_tls_context(settings)
+        if tls is not None:
+            client.tls_set_context(tls)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
@@ -274,7 +198,7 @@ class Uplink:
                 "state": self._state,
                 "since": _iso(self._since),
                 "cause": outage.cause if outage else None,
-                "rtt_ms": self._rtt_ms,
+                "rtt_ms": self._pings.rtt_ms,
                 "outages": self.stats.outages,
                 "silent": self.stats.silent,
                 "takeovers": self.stats.takeovers,
@@ -303,10 +227,9 @@ class Uplink:
         if self.connected:
             if now - self._last_heard >= timeout:
                 self._went_silent(now)
-            elif now >= self._next_ping:
+            elif self._pings.due(now):
                 self._ping(now)
-            if self._takeover_episode and now - self._connected_since >= TAKEOVER_QUIET_S:
-                self._takeover_episode = False
+            if self._takeovers.over(now, self._connected_since):
                 log.info(
                     "client id %s has been ours for %.0f s: the takeovers have stopped",
                     self.settings.client_id,
@@ -322,19 +245,9 @@ class Uplink:
             self._drop_socket()
 
     def _ping(self, now: float) -> None:
-        with self._lock:
-            self._ping_n += 1
-            n = self._ping_n
-            self._pings[n] = now
-            for old in [k for k, sent in self._pings.items() if now - sent > 60.0]:
-                del self._pings[old]
-            self._next_ping = now + self.liveness.ping_interval_s
-        payload = json.dumps({"n": n, "ts": round(time.time(), 3)}, separators=(",", ":"))
-        info = self.client.publish(self.topics.ping, payload.encode(), qos=1)
-        if len(self._ping_mids) > 64:  # PUBACKs lost with a connection
-            self._ping_mids.clear()
-        self._ping_mids.add(info.mid)  # a PUBACK quicker than this goes to the handlers: harmless
-        self.stats.pings += 1
+        info = self.client.publish(self.topics.ping, self._pings.next_payload(now), qos=1)
+        self._pings.published(info.mid)
+        self.stats.pings = self._pings.sent
 
     def _went_silent(self, now: float) -> None:
         with self._lock:
@@ -346,7 +259,7 @@ class Uplink:
             self._outage = Outage(LINK_SILENT, time.time() - quiet_s, self._last_heard)
             self._since = time.time()
             self._state = LINK_SILENT
-            self._prev_close = None  # this end is ours, not the broker's
+            self._takeovers.ended_by_us()
             self.stats.outages += 1
             self.stats.silent += 1
             self.handlers.link_changed(self._status())
@@ -410,8 +323,8 @@ class Uplink:
                 return
             now = time.monotonic()
             with self._lock:
-                self._last_heard = self._connected_since = self._next_ping = now
-                self._pings.clear()
+                self._last_heard = self._connected_since = now
+                self._pings.restart(now)
                 self.connected = True
                 self.stats.connects += 1
                 ended, self._outage = self._outage, None
@@ -458,16 +371,17 @@ class Uplink:
                 self.connected = False
                 takeover = inferred = False
                 if was and not self._stopping:
-                    takeover, inferred = self._taken_over(flags, reason_code, now)
+                    takeover, inferred = self._takeovers.closed(
+                        flags, reason_code, now, self._connected_since
+                    )
                     cause = "takeover" if takeover else "disconnected"
                     self._outage = Outage(cause, time.time(), now)
                     self._state, self._since = LINK_OFFLINE, self._outage.started
                     self.stats.outages += 1
                     self.handlers.link_changed(self._status())
-                first_takeover = takeover and not self._takeover_episode
+                first_takeover = takeover and self._takeovers.begins()
                 if takeover:
                     self.stats.takeovers += 1
-                    self._takeover_episode = True
             if was:
                 self.stats.disconnects += 1
                 if self._stopping:
@@ -475,42 +389,12 @@ class Uplink:
                 elif not takeover:
                     log.warning("disconnected from broker: %s", reason_code)
             if first_takeover:
-                log.error(
-                    "another client is using this hub's client id %s: a second hub with the"
-                    " same id or a copied config? %sWaiting at least %d s before each reconnect"
-                    " while it goes on",
-                    self.settings.client_id,
-                    "(The broker closed the connection twice in a row just after it was made,"
-                    " giving no reason, as Mosquitto 2.0 does on a takeover.) "
-                    if inferred
-                    else "",
-                    TAKEOVER_BACKOFF_S,
-                )
+                log.error("%s", takeover_message(self.settings.client_id, inferred))
             if not self._stopping:
                 self._set_backoff(hard=takeover)  # before paho's thread waits to reconnect
             self.handlers.disconnected()
         except Exception:
             log.exception("error in on_disconnect")
-
-    def _taken_over(self, flags: Any, reason_code: Any, now: float) -> tuple[bool, bool]:
-        """Was an established connection ended by another client with our id? (taken over,
-        inferred rather than said). Call with the lock held.
-
-        MQTT 5 says it: DISCONNECT reason 142. Mosquitto 2.0.11 (Debian 12, Raspberry Pi OS)
-        closes the old connection without a word, as it does when it stops, so a takeover is
-        inferred from its pattern: the broker ends a connection that had just been made, right
-        after it had ended the one before."""
-        if getattr(reason_code, "value", None) == SESSION_TAKEN_OVER:
-            self._prev_close = now
-            return True, False
-        closed = (
-            not flags.is_disconnect_packet_from_server and getattr(reason_code, "value", 0) == 128
-        )
-        previous, self._prev_close = self._prev_close, (now if closed else None)
-        short = now - self._connected_since < TAKEOVER_SUSPECT_S
-        if closed and short and previous is not None and now - previous < TAKEOVER_QUIET_S:
-            return True, True
-        return False, False
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         """The TCP or TLS connection could not be made (a refused CONNECT goes to on_connect).
@@ -534,8 +418,7 @@ class Uplink:
     ) -> None:
         try:
             self._heard()  # every publish is QoS 1: this is the broker's PUBACK
-            if mid in self._ping_mids:
-                self._ping_mids.discard(mid)
+            if self._pings.is_ping(mid):
                 if reason_code.is_failure and not self._ping_refused_logged:
                     self._ping_refused_logged = True
                     log.warning(
@@ -565,7 +448,7 @@ class Uplink:
         try:
             self._heard()
             if msg.topic == self.topics.receipt:
-                ids = _parse_receipt(bytes(msg.payload))
+                ids = parse_receipt(bytes(msg.payload))
                 if ids is None:
                     self.stats.bad_receipts += 1
                     log.warning("dropped malformed receipt (%d bytes)", len(msg.payload))
@@ -584,29 +467,15 @@ class Uplink:
 
     def _on_echo(self, payload: bytes) -> None:
         """Our own ping back from the broker: the round trip."""
-        try:
-            obj = loads_untrusted(payload, max_bytes=PING_MAX_BYTES)
-        except ValueError:
-            return  # not ours (the ACL should stop others); it still proved the link
-        n = obj.get("n") if isinstance(obj, dict) else None
-        if not isinstance(n, int):
-            return
-        with self._lock:
-            sent = self._pings.pop(n, None)
-            if sent is None:
-                return  # from before a reconnect
-            for older in [k for k in self._pings if k < n]:
-                del self._pings[older]
-            self._rtt_ms = round((time.monotonic() - sent) * 1000.0, 1)
-        self.stats.echoes += 1
+        n = parse_ping_echo(payload)
+        if n is not None:  # else not ours (the ACL should stop others); it still proved the link
+            self._pings.echoed(n)
+            self.stats.echoes = self._pings.echoes
 
     def _on_receiver_status(self, payload: bytes, retained: bool) -> None:
         """``{"state": "online", ...}``: the receiver (re)subscribed; re-send the unreceipted."""
         try:
-            obj = loads_untrusted(payload, max_bytes=RECEIVER_STATUS_MAX_BYTES)
-            state = obj.get("state") if isinstance(obj, dict) else None
-            if not isinstance(state, str):
-                raise ValueError('no "state" string')
+            state = parse_receiver_status(payload)
         except ValueError as exc:
             self.stats.bad_receiver_status += 1
             log.warning("dropped malformed receiver status (%d bytes): %s", len(payload), exc)
@@ -619,18 +488,3 @@ class Uplink:
 def _iso(ts: float) -> str:
     """UTC ISO-8601 with milliseconds and a Z, like event timestamps."""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _parse_receipt(payload: bytes) -> list[str] | None:
-    """A receipt is ``{"ids": ["<event id>", ...]}``; anything else is None.
-
-    Parsed as hostile input: deep nesting, huge numbers, NaN and oversized payloads are refused
-    (as ValueError), so no RecursionError or OverflowError escapes to be missed by the count."""
-    try:
-        obj = loads_untrusted(payload, max_bytes=RECEIPT_MAX_BYTES)
-    except (ValueError, RecursionError, OverflowError):  # the last two: a wall behind the first
-        return None
-    ids = obj.get("ids") if isinstance(obj, dict) else None
-    if not isinstance(ids, list) or not all(isinstance(i, str) and len(i) <= 64 for i in ids):
-        return None
-    return ids

@@ -219,12 +219,11 @@ def virtual_cameras(cameras: Any) -> dict[str, VirtualCamera]:
     """A virtual camera for each simulated camera of a config's ``cameras`` (by name)."""
     out: dict[str, VirtualCamera] = {}
     for index, camera in enumerate(cameras):
-        settings = camera.settings()
-        if simulated(settings):
+        if simulated(camera):
             out[camera.name] = VirtualCamera(
                 camera.name,
-                settings.width or DEFAULT_SIZE[0],
-                settings.height or DEFAULT_SIZE[1],
+                camera.width or DEFAULT_SIZE[0],
+                camera.height or DEFAULT_SIZE[1],
                 seed=7 + index,
             )
     return out

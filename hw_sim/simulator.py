@@ -49,14 +49,17 @@ class SimulatedHub:
         self.board = SimBoard()
         # Sensor nodes run the real firmware on ptys; the hub gets the ptys as its bus ports.
         self.nodes = SimNodes(cfg, firmware=node_firmware)
+        self.cfg = self.nodes.hub_config(cfg)  # the hub's config
         self.cameras: dict[str, Any] = {}  # name -> hw_sim.camera.VirtualCamera
         try:
+            # Wired before the hub opens its pins: they read the resting levels from the start.
+            self.board.attach(self.cfg.inputs, self.cfg.outputs)
             if cfg.cameras:
                 from hw_sim.camera import virtual_cameras
 
                 self.cameras = virtual_cameras(cfg.cameras)
             self.hub = Hub(
-                self.nodes.hub_config(cfg),
+                self.cfg,
                 data_dir,
                 pin_factory=self.board.factory,
                 broker=broker,
@@ -65,13 +68,12 @@ class SimulatedHub:
         except BaseException:
             self.nodes.close()
             raise
-        self.board.attach(self.hub.inputs.inputs, self.hub.outputs)
         self.control = ControlServer(data_dir, self.handle)
         self.player = ScenarioPlayer(steps, self.handle) if steps is not None else None
 
     def start(self) -> None:
         self.hub.start()
-        self.nodes.start(ready=lambda bus: self.hub.buses.buses[bus].is_open)
+        self.nodes.start(ready=self.hub.bus_open)
         self.control.start()
         if self.player is not None:
             self.player.start()
@@ -81,7 +83,7 @@ class SimulatedHub:
             self.player.stop()
         self.control.close()
         self.nodes.stop()
-        self.hub.inputs.mute()
+        self.hub.mute_inputs()
         self.board.release_all()
         self.hub.stop(drain_timeout_s)
         self.board.close()
@@ -107,6 +109,8 @@ class SimulatedHub:
                 return self._camera(request)
             if cmd == "status":
                 return self.status()
+            if cmd == "health":
+                return {"ok": True, "health": self.hub.health()}
         except SimError as exc:
             return {"ok": False, "error": str(exc)}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
@@ -150,7 +154,7 @@ class SimulatedHub:
         """Each camera: its scene (virtual cameras) and what the hub's pipeline makes of it."""
         health = self.hub.camera_health()["cameras"]
         out: dict[str, Any] = {}
-        for camera in self.hub.cfg.cameras:
+        for camera in self.cfg.cameras:
             entry: dict[str, Any] = {}
             if camera.name in self.cameras:
                 entry["scene"] = self.cameras[camera.name].status()
@@ -159,16 +163,10 @@ class SimulatedHub:
         return out
 
     def status(self) -> dict[str, Any]:
-        counts = self.hub.dispatcher.call(lambda outbox: outbox.counts()).result(timeout=10)
+        """The hub's status, with the simulated nodes and cameras."""
         return {
             "ok": True,
-            "hub": self.hub.cfg.hub.id,
-            "commune": self.hub.cfg.hub.commune,
-            "online": self.hub.uplink.online,  # connected and not found silent
-            "inputs": self.board.inputs(),
-            "outputs": self.board.outputs(),
-            "sounding": self.hub.rules.sounding(),
-            "outbox": counts,
+            **self.hub.status(),
             "nodes": self.nodes.status(),
             "cameras": self.camera_status(),
         }

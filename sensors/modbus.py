@@ -9,8 +9,10 @@ line carries one request at a time). For each entry:
 * ``missed`` polls in a row without a valid answer report ``supervision`` trouble (E); the next
   good answer restores it (R);
 * a port that fails (adapter unplugged, device gone) is closed, reported once as ``bus_fault``
-  E, and reopened with backoff (0.2 s doubling to 5 s); ``bus_fault`` R when it opens again.
-  Polls meanwhile count as failed, so the detectors' supervision trouble follows as well.
+  E, and reopened with backoff (0.2 s doubling to 5 s); ``bus_fault`` R when it opens again
+  (``sensors/serial_port.py``, the life of a port the serial bus shares). Polls meanwhile
+  count as failed, so the detectors' supervision trouble follows as well. Whether the path
+  still names the same device is checked after each poll that went unanswered.
 
 The hub opens the port itself (pyserial) and hands the open port to ``minimalmodbus.Instrument``
 so that minimalmodbus's module-wide port cache plays no part in closing and reopening.
@@ -18,10 +20,7 @@ so that minimalmodbus's module-wide port cache plays no part in closing and reop
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import termios
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -32,14 +31,15 @@ import minimalmodbus
 import serial
 
 from core.events import NEW, RESTORE, Event
+from sensors.serial_port import (
+    BACKOFF_MAX_S,
+    BACKOFF_MIN_S,
+    PORT_ERRORS,
+    PortLifecycle,
+    PortUnavailable,
+)
 
 log = logging.getLogger(__name__)
-
-BACKOFF_MIN_S = 0.2
-BACKOFF_MAX_S = 5.0
-
-# What a failing port raises: pyserial's errors, the OS's, and termios' own (not an OSError).
-PORT_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, termios.error)
 
 
 class ModbusSpec(Protocol):
@@ -153,17 +153,19 @@ class ModbusLine:
         self.emit = emit
         self.opener = opener
         self.clock = clock
-        self.backoff_min_s = backoff_min_s
-        self.backoff_max_s = backoff_max_s
-        self.reopens = 0
-        self.faults = 0
-        self._port: Any = None
-        self._device: int | None = None
-        self._faulted = False
-        self._fault_since: float | None = None
-        self._retry_at = 0.0
-        self._delay = backoff_min_s
-        self._opened_at = 0.0
+        self.lifecycle: PortLifecycle[Any] = PortLifecycle(
+            self.port_name,
+            lambda: opener(self.first),
+            self._emit,
+            source=self.port_name,
+            zone=self.first.zone,
+            data={"port": self.port_name, "modbus": [p.spec.name for p in self.points]},
+            log=log,
+            label=f"modbus line {self.port_name}",
+            clock=clock,
+            backoff_min_s=backoff_min_s,
+            backoff_max_s=backoff_max_s,
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"modbus-{self.first.name}", daemon=True
@@ -181,7 +183,7 @@ class ModbusLine:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(5.0)
-        self._close_port()
+        self.lifecycle.close()
 
     # -- the poller thread ----------------------------------------------------------------
 
@@ -247,62 +249,26 @@ class ModbusLine:
             self._check_device()
             raise
         except PORT_ERRORS as exc:
-            self._lost(f"{type(exc).__name__}: {exc}")
+            self.lifecycle.lost(f"{type(exc).__name__}: {exc}")
             raise PortLost(f"port {self.port_name} failed: {exc}") from exc
         return int(value)
 
     def _ensure_open(self) -> Any:
-        if self._port is not None:
-            return self._port
-        now = self.clock()
-        if now < self._retry_at:
+        port = self.lifecycle.port
+        if port is not None:
+            return port
+        if not self.lifecycle.due():
             raise PortLost(f"port {self.port_name} is not open")
         try:
-            port = self.opener(self.first)
-        except Exception as exc:
-            self._retry_at = now + self._delay
-            self._delay = min(self._delay * 2, self.backoff_max_s)
-            self._fault(f"cannot open {self.port_name}: {exc}")
-            raise PortLost(f"cannot open {self.port_name}: {exc}") from exc
-        self._port, self._device = port, _device_id(self.port_name)
-        self._opened_at = now
-        if self._faulted:
-            self.reopens += 1
-            down_s = now - self._fault_since if self._fault_since is not None else 0.0
-            self._faulted, self._fault_since = False, None
-            log.warning("modbus line %s open again after %.1f s", self.port_name, down_s)
-            self._report_fault(RESTORE, down_s=round(down_s, 3))
-        return port
+            return self.lifecycle.open()
+        except PortUnavailable as exc:
+            raise PortLost(str(exc)) from exc.__cause__
 
     def _check_device(self) -> None:
         """After a failed poll: is the port still the device at its path?"""
-        if self._device is None:
-            return
-        now = _device_id(self.port_name)
-        if now != self._device:
-            self._lost(f"device {self.port_name} is gone" if now is None else "replaced")
-
-    def _lost(self, reason: str) -> None:
-        self._close_port()
-        if self.clock() - self._opened_at >= self.backoff_max_s:
-            self._delay = self.backoff_min_s  # it stayed up: retry quickly again
-        self._retry_at = self.clock() + self._delay
-        self._delay = min(self._delay * 2, self.backoff_max_s)
-        self._fault(reason)
-
-    def _fault(self, reason: str) -> None:
-        if self._faulted:
-            return
-        self._faulted, self._fault_since = True, self.clock()
-        self.faults += 1
-        log.error("modbus line %s: %s", self.port_name, reason)
-        self._report_fault(NEW, error=reason[:200])
-
-    def _close_port(self) -> None:
-        port, self._port, self._device = self._port, None, None
-        if port is not None:
-            with contextlib.suppress(*PORT_ERRORS):
-                port.close()
+        problem = self.lifecycle.device_problem()
+        if problem:
+            self.lifecycle.lost(problem)
 
     def _failed(self, point: PointState, error: str) -> None:
         spec = point.spec
@@ -340,21 +306,6 @@ class ModbusLine:
             Event(kind=kind, zone=spec.zone, source=spec.name, qualifier=qualifier, data=data)
         )
 
-    def _report_fault(self, qualifier: str, **extra: Any) -> None:
-        self._emit(
-            Event(
-                kind="bus_fault",
-                zone=self.first.zone,
-                source=self.port_name,
-                qualifier=qualifier,
-                data={
-                    "port": self.port_name,
-                    "modbus": [p.spec.name for p in self.points],
-                    **extra,
-                },
-            )
-        )
-
     def _emit(self, event: Event) -> None:
         try:
             self.emit(event)
@@ -368,10 +319,10 @@ class ModbusLine:
         return {
             p.spec.name: {
                 "port": self.port_name,
-                "open": self._port is not None,
-                "fault": self._faulted,
-                "reopens": self.reopens,
-                "faults": self.faults,
+                "open": self.lifecycle.is_open,
+                "fault": self.lifecycle.faulted,
+                "reopens": self.lifecycle.stats.reopens,
+                "faults": self.lifecycle.stats.faults,
                 "value": p.value,
                 "alarm": p.alarm,
                 "trouble": p.trouble,
@@ -383,13 +334,6 @@ class ModbusLine:
             }
             for p in self.points
         }
-
-
-def _device_id(path: str) -> int | None:
-    try:
-        return os.stat(path).st_rdev or None
-    except OSError:
-        return None
 
 
 class ModbusPollers:

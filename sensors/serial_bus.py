@@ -18,33 +18,41 @@ The rules that keep an alarm from being lost, late or forged:
   ``unknown``) and ACKed: a real smoke alarm from a mis-configured node must reach someone.
 * A heartbeat carries the node's state bits; where they disagree with what the hub has been
   told (an ALARM or RESTORE frame was lost), the missing event is reported.
-* A port that fails (adapter unplugged, device path gone or replaced) is closed, reported once
-  as ``bus_fault`` E, and reopened with backoff (0.2 s doubling to 5 s) without restarting
-  anything; when it opens again ``bus_fault`` R follows. A port missing at start is the same.
+* A port that fails (adapter unplugged, device path gone or replaced) or is missing at start
+  is reported once as ``bus_fault`` E and reopened with backoff (0.2 s doubling to 5 s) without
+  restarting anything; when it opens again ``bus_fault`` R follows.
 
-Silence is the supervisor's business (``sensors/supervision.py``): every frame from a configured
-node counts as a sign of life.
+Which frames are copies, and the ACKs each is owed: ``sensors/recent_frames.py``. Frames to
+events and what the hub knows of each node: ``sensors/bus_state.py``. The port's life (open,
+backoff, device check, ``bus_fault``): ``sensors/serial_port.py``, shared with the Modbus poller.
+Silence is the supervisor's (``sensors/supervision.py``): a frame from a configured node is a
+sign of life.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import logging
-import os
-import termios
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import serial
 import serial.rs485
 
-from core.events import NEW, RESTORE, Event
+from core.events import Event
+from sensors.bus_state import BusStats, NodeState, NodeTracker
+from sensors.recent_frames import RecentFrames, Seen
+from sensors.serial_port import (
+    BACKOFF_MAX_S,
+    BACKOFF_MIN_S,
+    PORT_ERRORS,
+    PortLifecycle,
+    PortUnavailable,
+)
 from sensors.supervision import Supervisor
 
 log = logging.getLogger(__name__)
@@ -55,37 +63,8 @@ codec: Any = importlib.import_module("firmware_py.codec")
 
 READ_TIMEOUT_S = 0.1
 WRITE_TIMEOUT_S = 0.2
-BACKOFF_MIN_S = 0.2
-BACKOFF_MAX_S = 5.0
 PATH_CHECK_S = 0.5
-RECENT_KEYS = 2048
 DUPLICATE_WINDOW_S = 300.0
-MAX_WAITING_ACKS = 8
-MAX_UNKNOWN_NODES = 64
-UNKNOWN_LOG_INTERVAL_S = 60.0
-
-# ALARM/RESTORE "what" -> event kind (CASE is the node's own tamper switch).
-WHAT_KINDS: dict[int, str] = {
-    codec.SMOKE: "smoke",
-    codec.PANIC: "panic",
-    codec.HEAT: "heat",
-    codec.FIRE: "fire",
-    codec.CASE: "sensor_tamper",
-}
-
-# HEARTBEAT state bit -> the event kind whose condition it shows.
-STATE_KINDS: dict[int, str] = {
-    codec.STATE_SMOKE: "smoke",
-    codec.STATE_PANIC: "panic",
-    codec.STATE_HEAT: "heat",
-    codec.STATE_TAMPER: "sensor_tamper",
-    codec.STATE_LOW_BATTERY: "low_battery",
-}
-# A panic is a moment, not a condition: a heartbeat with the panic bit clear does not restore it.
-MOMENTARY_KINDS = frozenset({"panic"})
-
-# What a failing port raises: pyserial's errors, the OS's, and termios' own (not an OSError).
-SERIAL_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, termios.error)
 
 Emit = Callable[[Event], Future[Any]]
 
@@ -169,65 +148,6 @@ def enable_rs485(port: Any) -> str:
         return "adapter"
 
 
-@dataclass
-class BusStats:
-    """Counters of one bus since start (read by health; written by the reader thread)."""
-
-    frames: int = 0
-    unknown_frames: int = 0
-    duplicates: int = 0
-    key_reused: int = 0
-    unknown_what: int = 0
-    ignored: int = 0
-    handler_errors: int = 0
-    acks: int = 0
-    ack_errors: int = 0
-    acks_dropped: int = 0
-    opens: int = 0
-    open_failures: int = 0
-    reopens: int = 0
-    faults: int = 0
-
-
-@dataclass
-class NodeState:
-    """What the hub knows of one node, from its frames."""
-
-    id: int
-    name: str
-    zone: str
-    known: bool
-    heartbeat_s: float | None = None  # configured interval (None for an unknown node)
-    last_seen: float | None = None
-    battery_mv: int | None = None
-    level: int | None = None
-    state: int | None = None
-    interval_s: int | None = None
-    boot: int | None = None
-    frames: int = 0
-    active: set[str] = field(default_factory=set)  # conditions reported and not yet restored
-    last_event: tuple[int, int] | None = None  # (boot, seq) of the newest event frame
-
-
-@dataclass
-class _Recent:
-    """A frame key seen lately: its content, and whether its events are committed."""
-
-    content: tuple[Any, ...]
-    first_seen: float
-    committed: bool = False
-    failed: bool = False
-    remaining: int = 0  # events still waiting for their commit
-    waiting: int = 0  # copies received meanwhile, each owed an ACK
-
-
-def _newer(pos: tuple[int, int], than: tuple[int, int] | None) -> bool:
-    """Whether frame (boot, seq) comes after ``than``: a new boot, or a later sequence number."""
-    if than is None or pos[0] != than[0]:
-        return True
-    return 0 < (pos[1] - than[1]) % 65536 < 32768
-
-
 class SerialBus:
     """One bus port, its reader thread and the nodes on it."""
 
@@ -249,29 +169,38 @@ class SerialBus:
         self.supervisor = supervisor
         self.opener = opener
         self.clock = clock
-        self.backoff_min_s = backoff_min_s
-        self.backoff_max_s = backoff_max_s
-        self.duplicate_window_s = duplicate_window_s
         self.stats = BusStats()
-        self.nodes: dict[int, NodeState] = {
-            n.id: NodeState(
-                id=n.id, name=n.name, zone=n.zone, known=True, heartbeat_s=n.heartbeat_s
-            )
-            for n in nodes
-            if n.bus == spec.name
-        }
+        self.tracker = NodeTracker(
+            spec.name,
+            (
+                NodeState(id=n.id, name=n.name, zone=n.zone, known=True, heartbeat_s=n.heartbeat_s)
+                for n in nodes
+                if n.bus == spec.name
+            ),
+            self.stats,
+            clock=clock,
+        )
+        self.nodes: dict[int, NodeState] = self.tracker.known
         self.rs485: str | None = None
-        self._unknown: dict[int, NodeState] = {}
-        self._unknown_logged: dict[int, float] = {}
-        self._recent: OrderedDict[tuple[int, int, int], _Recent] = OrderedDict()
-        self._lock = threading.Lock()  # the recent-keys map and its entries
-        self._port_lock = threading.Lock()  # the port object: open, close, write
-        self._port: SerialPort | None = None
-        self._device: int | None = None  # st_rdev of the device the open port is
+        self.lifecycle: PortLifecycle[SerialPort] = PortLifecycle(
+            spec.port,
+            self._open_port,
+            self._emit_quietly,
+            source=spec.name,
+            zone=spec.name,
+            data={"bus": spec.name, "port": spec.port},
+            log=log,
+            label=f"bus {spec.name}",
+            port_label=f"bus {spec.name}: {spec.port}",
+            reopen_at_once=True,
+            stats=self.stats,
+            clock=clock,
+            backoff_min_s=backoff_min_s,
+            backoff_max_s=backoff_max_s,
+        )
+        self.recent = RecentFrames(window_s=duplicate_window_s)
         self._bad_before: Counter[str] = Counter()  # decoder errors of earlier openings
         self._decoder: Any = codec.Decoder()
-        self._faulted = False
-        self._fault_since: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"bus-{spec.name}", daemon=True)
 
@@ -288,112 +217,57 @@ class SerialBus:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(5.0)
-        self._close_port()
+        self.lifecycle.close()
 
     @property
     def is_open(self) -> bool:
-        return self._port is not None
+        return self.lifecycle.is_open
 
     # -- the reader thread ----------------------------------------------------------------
 
     def _run(self) -> None:
-        delay = self.backoff_min_s
-        opened_at = next_check = 0.0
+        next_check = 0.0
         while not self._stop.is_set():
-            if self._port is None:
-                if not self._open():
-                    self._stop.wait(delay)
-                    delay = min(delay * 2, self.backoff_max_s)
+            port = self.lifecycle.port
+            if port is None:
+                try:
+                    port = self._open()
+                except PortUnavailable:
+                    self._stop.wait(self.lifecycle.retry_in_s())
                     continue
-                opened_at = next_check = self.clock()
-            port = self._port
-            assert port is not None
+                next_check = self.clock()
             try:
                 data = port.read(port.in_waiting or 1)
-            except SERIAL_ERRORS as exc:
-                self._lost(f"read failed: {exc}")
+            except PORT_ERRORS as exc:
+                self.lifecycle.lost(f"read failed: {exc}")
                 continue
             except Exception as exc:  # unforeseen: start over with a fresh port, keep running
                 log.exception("bus %s: unexpected error reading the port", self.name)
-                self._lost(f"read failed: {type(exc).__name__}: {exc}")
+                self.lifecycle.lost(f"read failed: {type(exc).__name__}: {exc}")
                 continue
             if data:
                 self._feed(data)
             now = self.clock()
             if now >= next_check:
                 next_check = now + PATH_CHECK_S
-                problem = self._device_problem()
+                problem = self.lifecycle.device_problem()
                 if problem:
-                    self._lost(problem)
-                    continue
-            if now - opened_at >= self.backoff_max_s:
-                delay = self.backoff_min_s  # stayed up: the next loss retries quickly again
+                    self.lifecycle.lost(problem)
 
-    def _open(self) -> bool:
-        try:
-            port = self.opener(self.spec)
-        except Exception as exc:  # SerialException, OSError, ValueError: all mean "not now"
-            self.stats.open_failures += 1
-            self._fault(f"cannot open {self.spec.port}: {exc}")
-            return False
-        device = _device_id(self.spec.port)
-        rs485 = enable_rs485(port) if self.spec.rs485 else None
-        with self._port_lock:
-            self._port, self._device = port, device
+    def _open(self) -> SerialPort:
+        recovering = self.lifecycle.faulted
+        port = self.lifecycle.open()  # reports bus_fault R if it was down
         self._bad_before.update(self._decoder.errors)
         self._decoder = codec.Decoder()  # a partial frame from before does not carry over
-        self.rs485 = rs485
-        self.stats.opens += 1
-        if self._faulted:
-            self.stats.reopens += 1
-            down_s = self.clock() - self._fault_since if self._fault_since is not None else 0.0
-            self._faulted, self._fault_since = False, None
-            log.warning("bus %s: %s open again after %.1f s", self.name, self.spec.port, down_s)
-            self._report_fault(RESTORE, down_s=round(down_s, 3))
-        else:
+        if not recovering:
             log.info("bus %s: %s open at %d baud", self.name, self.spec.port, self.spec.baud)
-        return True
+        return port
 
-    def _lost(self, reason: str) -> None:
-        self._close_port()
-        self._fault(reason)
-
-    def _fault(self, reason: str) -> None:
-        if self._faulted:
-            return
-        self._faulted, self._fault_since = True, self.clock()
-        self.stats.faults += 1
-        log.error("bus %s: %s", self.name, reason)
-        self._report_fault(NEW, error=reason[:200])
-
-    def _report_fault(self, qualifier: str, **data: Any) -> None:
-        self._emit_quietly(
-            Event(
-                kind="bus_fault",
-                zone=self.name,
-                source=self.name,
-                qualifier=qualifier,
-                data={"bus": self.name, "port": self.spec.port, **data},
-            )
-        )
-
-    def _close_port(self) -> None:
-        with self._port_lock:
-            port, self._port, self._device = self._port, None, None
-        if port is not None:
-            with contextlib.suppress(*SERIAL_ERRORS):
-                port.close()
-
-    def _device_problem(self) -> str | None:
-        """Why the open port no longer is the device at the configured path, if it is not."""
-        if self._device is None:
-            return None
-        now = _device_id(self.spec.port)
-        if now is None:
-            return f"device {self.spec.port} is gone"
-        if now != self._device:
-            return f"device {self.spec.port} was replaced"
-        return None
+    def _open_port(self) -> SerialPort:
+        """The lifecycle's opener: the port, in RS-485 mode if configured, before it is used."""
+        port = self.opener(self.spec)
+        self.rs485 = enable_rs485(port) if self.spec.rs485 else None
+        return port
 
     def _feed(self, data: bytes) -> None:
         for frame in self._decoder.feed(data):
@@ -410,28 +284,20 @@ class SerialBus:
         if frame.mtype == codec.ACK:
             self.stats.ignored += 1  # our own ACK echoed by a half-duplex line, or another hub
             return
-        node = self._node(frame.node)
+        node = self.tracker.node(frame.node)
         now = self.clock()
         node.last_seen = now
         node.frames += 1
         if node.known and self.supervisor is not None:
             self.supervisor.seen(node.name)
-        key = frame.key()
         content = frame.as_tuple()
-        with self._lock:
-            recent = self._recent.get(key)
-            if recent is not None and recent.failed:
-                recent = None
-            reused = recent is not None and recent.content != content
-            if recent is not None and recent.committed and not reused:
-                # A copy long after the first is no re-send: the node reused its numbers.
-                reused = now - recent.first_seen > self.duplicate_window_s
-            if recent is not None and not reused:
-                self.stats.duplicates += 1
-                if not recent.committed:
-                    recent.waiting = min(recent.waiting + 1, MAX_WAITING_ACKS)
-                    return  # ACKed when the first copy commits
-        if reused:
+        seen = self.recent.classify(frame.key(), content, now)
+        if seen in (Seen.COPY, Seen.COPY_PENDING):
+            self.stats.duplicates += 1
+            if seen is Seen.COPY:
+                self._ack(frame, 1)
+            return  # a pending copy is ACKed when the first one commits
+        if seen is Seen.REUSED:
             self.stats.key_reused += 1
             log.warning(
                 "bus %s: node %d sent another message as boot %d seq %d; reporting it",
@@ -440,158 +306,19 @@ class SerialBus:
                 frame.boot,
                 frame.seq,
             )
-        elif recent is not None:  # a copy of a committed frame
-            self._ack(frame, 1)
-            return
-        events = self._events(frame, node)
+        events = self.tracker.events(frame, node)
         if events is None:
             return  # not understood: no ACK, the node keeps sending and the counters show it
         self._commit_then_ack(frame, content, now, events)
-
-    def _node(self, node_id: int) -> NodeState:
-        node = self.nodes.get(node_id)
-        if node is not None:
-            return node
-        self.stats.unknown_frames += 1
-        now = self.clock()
-        last = self._unknown_logged.get(node_id)
-        if last is None or now - last >= UNKNOWN_LOG_INTERVAL_S:
-            self._unknown_logged[node_id] = now
-            log.warning(
-                "bus %s: frame from node id %d, which is not configured; reporting it "
-                "as node-%d in zone 'unknown' (add a [[nodes]] entry)",
-                self.name,
-                node_id,
-                node_id,
-            )
-        node = self._unknown.get(node_id)
-        if node is None:
-            node = NodeState(id=node_id, name=f"node-{node_id}", zone="unknown", known=False)
-            if len(self._unknown) < MAX_UNKNOWN_NODES:
-                self._unknown[node_id] = node
-        return node
-
-    def _events(self, frame: Any, node: NodeState) -> list[Event] | None:
-        """The events a new frame reports (updating what is known of the node); None if the
-        frame cannot be understood."""
-        mtype, payload = frame.mtype, frame.payload
-        pos = (frame.boot, frame.seq)
-        node.boot = frame.boot
-        base: dict[str, Any] = {
-            "node": frame.node,
-            "bus": self.name,
-            "boot": frame.boot,
-            "seq": frame.seq,
-        }
-        if not node.known:
-            base["unknown_node"] = True
-        if mtype == codec.HEARTBEAT:
-            millivolts, state, level, interval_s = codec.parse_heartbeat(payload)
-            node.battery_mv, node.state, node.level = millivolts, state, level
-            if interval_s != node.interval_s:
-                node.interval_s = interval_s
-                if node.heartbeat_s is not None and interval_s > node.heartbeat_s:
-                    log.warning(
-                        "bus %s: %s sends a heartbeat every %d s but heartbeat_s is %g: it "
-                        "will be declared lost sooner than meant; make them agree",
-                        self.name,
-                        node.name,
-                        interval_s,
-                        node.heartbeat_s,
-                    )
-            if not _newer(pos, node.last_event):
-                return []  # older than the last event frame: its bits may be stale
-            return self._reconcile(node, state, {**base, "mv": millivolts, "level": level})
-        if mtype in (codec.ALARM, codec.RESTORE):
-            what, level = payload[0], codec.get_u16(payload, 1)
-            kind = WHAT_KINDS.get(what)
-            if kind is None:
-                self.stats.unknown_what += 1
-                log.error(
-                    "bus %s: node %d sent %s of unknown type %d; not ACKed",
-                    self.name,
-                    frame.node,
-                    codec.TYPE_NAMES[mtype],
-                    what,
-                )
-                return None
-            node.level = level
-            qualifier = NEW if mtype == codec.ALARM else RESTORE
-            return [self._condition(node, pos, kind, qualifier, {**base, "level": level})]
-        if mtype == codec.TAMPER:
-            return [self._condition(node, pos, "sensor_tamper", NEW, base)]
-        if mtype == codec.LOW_BATTERY:
-            millivolts = codec.get_u16(payload, 0)
-            node.battery_mv = millivolts
-            return [self._condition(node, pos, "low_battery", NEW, {**base, "mv": millivolts})]
-        self.stats.ignored += 1
-        return []
-
-    def _condition(
-        self,
-        node: NodeState,
-        pos: tuple[int, int],
-        kind: str,
-        qualifier: str,
-        data: dict[str, Any],
-    ) -> Event:
-        # An older message arriving late (a re-sent ALARM after the RESTORE that followed it) is
-        # still reported, but the node's current state is what its newest message says.
-        if _newer(pos, node.last_event):
-            node.last_event = pos
-            if qualifier == NEW:
-                node.active.add(kind)
-            else:
-                node.active.discard(kind)
-        return Event(kind=kind, zone=node.zone, source=node.name, qualifier=qualifier, data=data)
-
-    def _reconcile(self, node: NodeState, state: int, data: dict[str, Any]) -> list[Event]:
-        """Events the hub missed, from a heartbeat's state bits."""
-        events = []
-        for bit, kind in STATE_KINDS.items():
-            shown, known = bool(state & bit), kind in node.active
-            if shown == known:
-                continue
-            if shown:
-                node.active.add(kind)
-                qualifier = NEW
-            else:
-                node.active.discard(kind)
-                if kind in MOMENTARY_KINDS:
-                    continue
-                qualifier = RESTORE
-            log.warning(
-                "bus %s: heartbeat of %s shows %s %s that was never reported; reporting it",
-                self.name,
-                node.name,
-                kind,
-                "active" if shown else "cleared",
-            )
-            events.append(
-                Event(
-                    kind=kind,
-                    zone=node.zone,
-                    source=node.name,
-                    qualifier=qualifier,
-                    data={**data, "from": "heartbeat"},
-                )
-            )
-        return events
 
     # -- commit, then ACK -----------------------------------------------------------------
 
     def _commit_then_ack(
         self, frame: Any, content: tuple[Any, ...], now: float, events: Sequence[Event]
     ) -> None:
-        entry = _Recent(content=content, first_seen=now, remaining=len(events))
         key = frame.key()
-        with self._lock:
-            self._recent[key] = entry
-            self._recent.move_to_end(key)
-            while len(self._recent) > RECENT_KEYS:
-                self._recent.popitem(last=False)
+        entry = self.recent.add(key, content, now, len(events))
         if not events:
-            entry.committed = True
             self._ack(frame, 1)
             return
         futures = []
@@ -600,55 +327,36 @@ class SerialBus:
                 futures.append(self.emit(event))
             except Exception:
                 log.exception("bus %s: could not report %s; not ACKed", self.name, event.kind)
-                self._forget(key, entry)
+                self.recent.forget(key, entry)
                 return
 
         def committed(fut: Future[Any]) -> None:
             """The store thread (or this thread, if already done): ACK once all committed."""
-            with self._lock:
-                if entry.failed:
-                    return
-                if fut.cancelled() or fut.exception() is not None:
-                    entry.failed = True
-                    if self._recent.get(key) is entry:
-                        del self._recent[key]
-                    failed = True
-                else:
-                    failed = False
-                    entry.remaining -= 1
-                    if entry.remaining:
-                        return
-                    entry.committed = True
-                    count, entry.waiting = 1 + entry.waiting, 0
-            if failed:
-                log.error(
-                    "bus %s: commit failed for %r; not ACKed, the node will send it again",
-                    self.name,
-                    frame,
-                )
+            if fut.cancelled() or fut.exception() is not None:
+                if self.recent.forget(key, entry):
+                    log.error(
+                        "bus %s: commit failed for %r; not ACKed, the node will send it again",
+                        self.name,
+                        frame,
+                    )
                 return
-            self._ack(frame, count)
+            count = self.recent.committed(entry)
+            if count:
+                self._ack(frame, count)
 
         for fut in futures:
             fut.add_done_callback(committed)
 
-    def _forget(self, key: tuple[int, int, int], entry: _Recent) -> None:
-        with self._lock:
-            entry.failed = True
-            if self._recent.get(key) is entry:
-                del self._recent[key]
-
     def _ack(self, frame: Any, count: int) -> None:
         """Write ``count`` ACKs for ``frame`` (one per copy received). Any thread; short."""
         data = codec.encode(codec.ACK, frame.node, frame.boot, frame.seq) * count
-        with self._port_lock:
-            port = self._port
+        with self.lifecycle.held() as port:
             if port is None:
                 self.stats.acks_dropped += count  # the node sends again; we ACK the copy
                 return
             try:
                 port.write(data)
-            except SERIAL_ERRORS as exc:
+            except PORT_ERRORS as exc:
                 self.stats.ack_errors += 1
                 log.warning("bus %s: could not write ACK: %s", self.name, exc)
                 return
@@ -670,18 +378,17 @@ class SerialBus:
 
     def health(self) -> dict[str, Any]:
         """Counters and per-node state for the hub's health message."""
-        now = self.clock()
         lost = self.supervisor.states() if self.supervisor is not None else {}
         s = self.stats
         return {
             "port": self.spec.port,
             "open": self.is_open,
-            "fault": self._faulted,
+            "fault": self.lifecycle.faulted,
             "rs485": self.rs485,
             "frames": s.frames,
             "bad_frames": self.bad_frames(),
             "unknown_frames": s.unknown_frames,
-            "unknown_nodes": sorted(list(self._unknown)),
+            "unknown_nodes": self.tracker.unknown_ids(),
             "duplicates": s.duplicates,
             "key_reused": s.key_reused,
             "unknown_what": s.unknown_what,
@@ -691,32 +398,8 @@ class SerialBus:
             "reopens": s.reopens,
             "open_failures": s.open_failures,
             "faults": s.faults,
-            "nodes": {
-                node.name: {
-                    "id": node.id,
-                    "last_seen_s": (
-                        round(now - node.last_seen, 1) if node.last_seen is not None else None
-                    ),
-                    "battery_mv": node.battery_mv,
-                    "level": node.level,
-                    "state": node.state,
-                    "interval_s": node.interval_s,
-                    "active": sorted(list(node.active)),
-                    "boot": node.boot,
-                    "lost": bool(lost.get(node.name, {}).get("lost", False)),
-                }
-                for node in self.nodes.values()
-            },
+            "nodes": self.tracker.health(lost),
         }
-
-
-def _device_id(path: str) -> int | None:
-    """The device number behind ``path`` (symlinks followed); None if there is none."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_rdev or None
 
 
 class SerialBuses:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from core.topics import HubTopics
+from gateway.broker import BrokerSettings
 from gateway.dispatcher import Dispatcher
-from gateway.uplink import BrokerSettings, Uplink, UplinkHandlers
+from gateway.uplink import Uplink, UplinkHandlers
 from testkit.mqtt import HasAddress
 
 

@@ -1,5 +1,5 @@
 """Camera configuration: ``[detection]``, ``[snapshots]`` and ``[[cameras]]`` with their zones,
-masks, filters, motion and tamper tables, built into ``sensors.camera.settings`` objects.
+masks, filters, motion and tamper tables: the models the camera pipeline reads.
 
 A value the settings refuse is an error at its key; invalid files are checked through the real
 ``check-config`` command, as an installer runs it.
@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigError
-from sensors.camera.settings import (
-    CameraSettings,
-    FilterSettings,
-    MotionSettings,
-    TamperSettings,
-    ZoneSettings,
-)
 from settings import SNAPSHOT_MB, Config, load_config, parse_config
+from settings.cameras import (
+    CameraConfig,
+    FilterConfig,
+    MotionConfig,
+    TamperConfig,
+    ZoneConfig,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "systemd" / "hub.example.toml"
@@ -88,12 +88,12 @@ def test_a_hub_without_cameras_has_none_and_the_defaults() -> None:
 
 
 def test_a_camera_with_only_a_name_and_source_has_the_settings_defaults(tmp_path: Path) -> None:
-    settings = parse(HUB + CAMERA, tmp_path).camera("cam-1").settings()
-    assert settings == CameraSettings(
+    settings = parse(HUB + CAMERA, tmp_path).camera("cam-1")
+    assert settings == CameraConfig(
         name="cam-1", source="rtsp://viewer:s3cret@192.0.2.7/stream2", zone="cam-1"
     )
-    assert settings.filters == FilterSettings() and settings.motion == MotionSettings()
-    assert settings.tamper == TamperSettings()
+    assert settings.filters == FilterConfig() and settings.motion == MotionConfig()
+    assert settings.tamper == TamperConfig()
 
 
 def test_every_table_maps_onto_the_camera_settings(tmp_path: Path) -> None:
@@ -147,7 +147,7 @@ persist_s = 2
     assert cfg.detection.models_dir == tmp_path / "models"
     assert (cfg.detection.threads, cfg.detection.min_score) == (3, 0.4)
     assert cfg.snapshots.max_bytes == 2_500_000
-    s = cfg.camera("cam-1").settings()
+    s = cfg.camera("cam-1")
     assert s.source == str(tmp_path / "clips" / "gate.avi")  # relative to the config file
     assert (s.kind, s.zone, s.detect_fps, s.loop, s.end_after_s) == (
         "file",
@@ -158,17 +158,17 @@ persist_s = 2
     )
     assert s.masks == (((0.0, 0.0), (1.0, 0.0), (1.0, 0.1)),)
     assert s.zones == (
-        ZoneSettings(
-            "gate",
+        ZoneConfig(
+            name="gate",
             polygon=((0.1, 0.4), (0.9, 0.4), (0.9, 1.0), (0.1, 1.0)),
             armed=("22:00-06:00", "12:00-13:00"),
             inertia=2,
         ),
-        ZoneSettings("yard"),
+        ZoneConfig(name="yard"),
     )
-    assert s.filters == FilterSettings(threshold=0.75, min_frames=2, max_ratio=math.inf)
-    assert s.motion == MotionSettings(width=120, recheck_s=0.5)
-    assert s.tamper == TamperSettings(enabled=False, persist_s=2.0)
+    assert s.filters == FilterConfig(threshold=0.75, min_frames=2, max_ratio=math.inf)
+    assert s.motion == MotionConfig(width=120, recheck_s=0.5)
+    assert s.tamper == TamperConfig(enabled=False, persist_s=2.0)
 
 
 def test_keys_that_are_only_valid_together_are_accepted(tmp_path: Path) -> None:
@@ -177,7 +177,7 @@ def test_keys_that_are_only_valid_together_are_accepted(tmp_path: Path) -> None:
         "backoff_min_s = 70\nbackoff_max_s = 100\n",
         "backoff_min_s = 0.2\nbackoff_max_s = 0.5\n",
     ):
-        parse(HUB + CAMERA + pair, tmp_path).camera("cam-1").settings()
+        parse(HUB + CAMERA + pair, tmp_path).camera("cam-1")
     assert errors_of(HUB + CAMERA + "backoff_min_s = 70\n", tmp_path) == [
         ("cameras[0].backoff_min_s", "backoff_max_s is smaller than backoff_min_s")
     ]
@@ -189,6 +189,15 @@ def test_urls_and_devices_are_kept_as_written(tmp_path: Path) -> None:
             HUB + CAMERA.replace("rtsp://viewer:s3cret@192.0.2.7/stream2", source), tmp_path
         )
         assert cfg.cameras[0].source == source
+
+
+def test_a_bare_picamera_source_is_the_first_pi_camera(tmp_path: Path) -> None:
+    """Not a file called "picamera" next to the config (docs/cameras.md: "picamera" or
+    "picamera:1")."""
+    cfg = parse(
+        HUB + CAMERA.replace("rtsp://viewer:s3cret@192.0.2.7/stream2", "picamera"), tmp_path
+    )
+    assert (cfg.cameras[0].source, cfg.cameras[0].source_kind) == ("picamera", "picamera")
 
 
 def test_the_camera_password_is_masked_in_the_redacted_config(tmp_path: Path) -> None:
@@ -208,7 +217,7 @@ def test_the_example_camera_is_valid_once_uncommented(tmp_path: Path) -> None:
     path.write_text(text + "\n" + "\n".join(lines) + "\n")
     cfg = load_config(path, env={})
     [gate] = cfg.cameras
-    s = gate.settings()
+    s = gate
     assert s.source.startswith("rtsp://") and s.source_kind == "stream"
     assert [(z.name, z.armed) for z in s.zones] == [("market-gate", ("22:00-06:00",))]
     assert cfg.redacted()["cameras"][0]["source"].startswith("rtsp://***@")

@@ -22,16 +22,16 @@ from sensors.camera.geometry import Box, detection_regions, iou
 from sensors.camera.inference import SharedDetector
 from sensors.camera.pipeline import CameraPipeline
 from sensors.camera.schedule import Schedule
-from sensors.camera.settings import (
-    CameraSettings,
-    FilterSettings,
-    MotionSettings,
-    TamperSettings,
-    ZoneSettings,
-)
 from sensors.camera.snapshots import SnapshotStore
 from sensors.camera.sources import Frame
 from sensors.camera.tracker import Seen, Tracker
+from settings.cameras import (
+    CameraConfig,
+    FilterConfig,
+    MotionConfig,
+    TamperConfig,
+    ZoneConfig,
+)
 
 FPS = 5.0
 NOON = datetime(2026, 3, 14, 12, 0)
@@ -66,21 +66,21 @@ def clip() -> Clip:
     return walk()
 
 
-def camera(**kw: Any) -> CameraSettings:
-    kw.setdefault("zones", (ZoneSettings("yard", polygon=RIGHT_HALF),))
-    return CameraSettings(
+def camera(**kw: Any) -> CameraConfig:
+    kw.setdefault("zones", (ZoneConfig(name="yard", polygon=RIGHT_HALF),))
+    return CameraConfig(
         name="cam-1",
         source="virtual",
         zone="gate",
         detect_fps=FPS,
-        tamper=TamperSettings(enabled=False),
+        tamper=TamperConfig(enabled=False),
         **kw,
     )
 
 
 def play(
     frames: Sequence[np.ndarray] | Iterator[np.ndarray],
-    settings: CameraSettings,
+    settings: CameraConfig,
     detector: Any,
     *,
     now: datetime = NIGHT,
@@ -163,7 +163,9 @@ def test_a_person_walking_through_a_zone_is_one_incident(
 
 
 def test_the_same_walk_while_the_zone_is_disarmed_is_nothing(detector: Any, clip: Clip) -> None:
-    night_only = camera(zones=(ZoneSettings("yard", polygon=RIGHT_HALF, armed=("22:00-06:00",)),))
+    night_only = camera(
+        zones=(ZoneConfig(name="yard", polygon=RIGHT_HALF, armed=("22:00-06:00",)),)
+    )
     events, pipe = play(clip.frames, night_only, detector, now=NOON)
     assert events == []
     assert pipe.stats.detections > 0, "the person was seen, but the zone was not armed"
@@ -179,12 +181,12 @@ def test_a_mask_over_the_path_hides_the_person(detector: Any, clip: Clip) -> Non
 
 def test_a_zone_the_person_never_reaches_is_nothing(detector: Any, clip: Clip) -> None:
     sky = ((0.0, 0.0), (1.0, 0.0), (1.0, 0.3), (0.0, 0.3))
-    events, _ = play(clip.frames, camera(zones=(ZoneSettings("roof", polygon=sky),)), detector)
+    events, _ = play(clip.frames, camera(zones=(ZoneConfig(name="roof", polygon=sky),)), detector)
     assert events == []
 
 
 def test_max_area_filters_out_the_person(detector: Any, clip: Clip) -> None:
-    events, _ = play(clip.frames, camera(filters=FilterSettings(max_area=0.05)), detector)
+    events, _ = play(clip.frames, camera(filters=FilterConfig(max_area=0.05)), detector)
     assert events == []
 
 
@@ -209,7 +211,7 @@ def test_a_still_scene_keeps_the_detector_idle(detector: Any) -> None:
 def test_motion_gating_runs_the_detector_only_around_the_walk(detector: Any, clip: Clip) -> None:
     gated, ungated = Counting(detector), Counting(detector)
     events_g, pipe_g = play(clip.frames, camera(), gated)
-    events_u, pipe_u = play(clip.frames, camera(motion=MotionSettings(enabled=False)), ungated)
+    events_u, pipe_u = play(clip.frames, camera(motion=MotionConfig(enabled=False)), ungated)
     assert kinds(events_g) == kinds(events_u) == [("person", "E"), ("person", "R")]
     assert ungated.calls == len(clip.frames) == pipe_u.stats.detector_frames
     walking = sum(1 for t in clip.truth if t)
@@ -233,11 +235,11 @@ def test_two_cameras_share_one_detector_on_their_own_threads(detector: Any, clip
     cams = Cameras(
         [
             camera(),
-            CameraSettings(
+            CameraConfig(
                 name="cam-2",
                 source="virtual",
                 detect_fps=FPS,
-                tamper=TamperSettings(enabled=False),
+                tamper=TamperConfig(enabled=False),
             ),
         ],
         emit=emit,
@@ -285,19 +287,19 @@ def test_armed_hours_cross_midnight() -> None:
 
 def test_settings_say_what_is_wrong() -> None:
     with pytest.raises(ValueError, match="zone yard: polygon: a polygon needs at least 3"):
-        ZoneSettings("yard", polygon=((0.0, 0.0), (1.0, 1.0)))
+        ZoneConfig(name="yard", polygon=((0.0, 0.0), (1.0, 1.0)))
     with pytest.raises(ValueError, match="outside the frame"):
-        ZoneSettings("yard", polygon=((0.0, 0.0), (1.5, 0.0), (1.0, 1.0)))
+        ZoneConfig(name="yard", polygon=((0.0, 0.0), (1.5, 0.0), (1.0, 1.0)))
     with pytest.raises(ValueError, match="threshold"):
-        FilterSettings(threshold=1.5)
+        FilterConfig(threshold=1.5)
     with pytest.raises(ValueError, match="zone names must be unique"):
-        CameraSettings(name="c", source="x.mp4", zones=(ZoneSettings("a"), ZoneSettings("a")))
+        CameraConfig(name="c", source="x.mp4", zones=(ZoneConfig(name="a"), ZoneConfig(name="a")))
     with pytest.raises(ValueError, match="detect_fps"):
-        CameraSettings(name="c", source="x.mp4", detect_fps=0)
+        CameraConfig(name="c", source="x.mp4", detect_fps=0)
 
 
 def test_tracker_counts_an_object_by_its_median_score() -> None:
-    tracker = Tracker(FilterSettings(min_frames=3, threshold=0.7, history=5))
+    tracker = Tracker(FilterConfig(min_frames=3, threshold=0.7, history=5))
     box: Box = (10.0, 10.0, 50.0, 110.0)
     look = [(0.0, 0.0, 200.0, 200.0)]
     scores = [0.95, 0.55, 0.6, 0.62, 0.9, 0.91, 0.93]
@@ -375,7 +377,7 @@ def test_a_person_lingering_in_the_zone_is_still_one_incident(detector: Any) -> 
 
 def test_crossing_two_zones_is_one_incident_in_each(detector: Any, clip: Clip) -> None:
     left = ((0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0))
-    zones = (ZoneSettings("gate", polygon=left), ZoneSettings("yard", polygon=RIGHT_HALF))
+    zones = (ZoneConfig(name="gate", polygon=left), ZoneConfig(name="yard", polygon=RIGHT_HALF))
     events, _ = play(clip.frames, camera(zones=zones), detector)
     assert [(e.zone, e.qualifier) for e in events if e.qualifier == "E"] == [
         ("gate", "E"),

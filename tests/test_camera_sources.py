@@ -16,7 +16,6 @@ from camera_scenes import FakeClock, noisy, street, write_avi, write_jpegs
 
 from core.events import Event
 from sensors.camera.pipeline import CameraPipeline
-from sensors.camera.settings import CameraSettings, TamperSettings
 from sensors.camera.sources import (
     EndOfStream,
     FileSource,
@@ -26,8 +25,9 @@ from sensors.camera.sources import (
     OpenCVSource,
     SourceError,
     make_source,
-    redact,
 )
+from settings.cameras import CameraConfig, TamperConfig
+from settings.cameras import redact_url as redact
 from testkit.broker import free_port
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -124,7 +124,7 @@ def test_image_folder_source(tmp_path: Path) -> None:
 
 def test_sources_from_settings_and_redacted_urls(tmp_path: Path) -> None:
     def kind(source: str) -> type:
-        return type(make_source(CameraSettings(name="c", source=source)))
+        return type(make_source(CameraConfig(name="c", source=source)))
 
     assert kind("rtsp://user:pw@10.0.0.5:554/stream1") is OpenCVSource
     assert kind("/dev/video0") is OpenCVSource
@@ -132,18 +132,18 @@ def test_sources_from_settings_and_redacted_urls(tmp_path: Path) -> None:
     assert kind(str(tmp_path)) is ImageFolderSource
     assert kind(str(tmp_path / "x.mp4")) is FileSource
     assert kind("picamera").__name__ == "PiCameraSource"
-    src = make_source(CameraSettings(name="c", source="rtsp://admin:s3cret@cam.local/live"))
+    src = make_source(CameraConfig(name="c", source="rtsp://admin:s3cret@cam.local/live"))
     assert src.description == "rtsp://***@cam.local/live"
     assert redact("http://cam/mjpg") == "http://cam/mjpg"
     assert isinstance(src, FrameSource)
 
 
-def still_settings(name: str, source: str, **kw: object) -> CameraSettings:
+def still_settings(name: str, source: str, **kw: object) -> CameraConfig:
     """A camera that only watches its stream (no tamper, so a restarted clip is no event)."""
-    return CameraSettings(
+    return CameraConfig(
         name=name,
         source=source,
-        tamper=TamperSettings(enabled=False),
+        tamper=TamperConfig(enabled=False),
         **kw,  # type: ignore[arg-type]
     )
 

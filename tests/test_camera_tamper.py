@@ -16,7 +16,7 @@ from camera_scenes import FakeClock, ListSource, covered, defocused, noisy, stre
 
 from core.events import KINDS, Event
 from sensors.camera.pipeline import CameraPipeline
-from sensors.camera.settings import CameraSettings, TamperSettings
+from settings.cameras import CameraConfig, TamperConfig
 
 FPS = 5
 W, H = 320, 240
@@ -28,16 +28,16 @@ def wide() -> np.ndarray:
     return street(960, 300)
 
 
-def run(frames: Iterator[np.ndarray], tamper: TamperSettings | None = None) -> list[Event]:
+def run(frames: Iterator[np.ndarray], tamper: TamperConfig | None = None) -> list[Event]:
     """The frames through a camera that has no detector; the events it reported."""
     clock = FakeClock()
     events: list[Event] = []
-    settings = CameraSettings(
+    settings = CameraConfig(
         name="cam-1",
         source="virtual",
         zone="market-gate",
         detect_fps=FPS,
-        tamper=tamper or TamperSettings(),
+        tamper=tamper or TamperConfig(),
     )
     pipe = CameraPipeline(
         settings,
@@ -128,7 +128,7 @@ def test_nightfall_is_not_tamper(wide: np.ndarray) -> None:
 def test_a_tampered_view_is_never_learned(wide: np.ndarray) -> None:
     """Even with a reference that adapts within seconds, a camera turned away for a minute stays
     reported until it points home again."""
-    quick = TamperSettings(adapt_s=5.0)
+    quick = TamperConfig(adapt_s=5.0)
     away = lambda rng: view(wide, W, H, 400, 60, rng)  # noqa: E731
     events = run(clip((5, normal(wide)), (60, away), (10, normal(wide))), quick)
     assert kinds(events) == [("camera_tamper", "E"), ("camera_tamper", "R")]
@@ -144,5 +144,5 @@ def test_covered_from_the_start_is_reported(wide: np.ndarray) -> None:
 
 def test_tamper_can_be_switched_off(wide: np.ndarray) -> None:
     hand = lambda rng: covered(view(wide, W, H, *HOME, rng), rng)  # noqa: E731
-    events = run(clip((5, normal(wide)), (10, hand)), TamperSettings(enabled=False))
+    events = run(clip((5, normal(wide)), (10, hand)), TamperConfig(enabled=False))
     assert events == []

@@ -186,3 +186,14 @@ def test_version_and_plain_help() -> None:
     assert version.returncode == 0 and re.fullmatch(r"tuquan \S+\n", version.stdout)
     helped = subprocess.run([*TUQUAN, "--help"], capture_output=True, text=True)
     assert helped.returncode == 0 and "``" not in helped.stdout and "run" in helped.stdout
+
+
+def test_the_sim_commands_actions_are_the_simulators() -> None:
+    # The command line lists them itself (its help keeps their order, and building the parser
+    # must not load OpenCV): they must stay the ones the simulator carries out.
+    from hw_sim.camera import ACTIONS
+    from hw_sim.nodes import NODE_COMMANDS
+    from tuquan.cli.sim import CAMERA_ACTIONS, NODE_ACTIONS
+
+    assert CAMERA_ACTIONS == ACTIONS
+    assert set(NODE_ACTIONS) == NODE_COMMANDS

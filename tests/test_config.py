@@ -19,12 +19,21 @@ import pytest
 from pydantic import ValidationError
 
 from core.errors import ConfigError
+from core.events import KINDS
 from settings import (
     PASSWORD_ENV,
     SIREN_RULE_KINDS,
     Config,
     load_config,
     parse_config,
+)
+from settings.kinds import (
+    INPUT_KINDS,
+    INPUT_REPORTS,
+    MODBUS_REPORTS,
+    RULE_KINDS,
+    SUPERVISION_REPORTS,
+    event_kinds,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -447,6 +456,34 @@ def test_unreadable_file_is_one_error(tmp_path: Path) -> None:
         f"{missing}: cannot read the file: No such file or directory",
         f"{missing}: 1 error(s)",
     ]
+
+
+def test_a_file_not_in_utf8_is_one_error_at_its_line(tmp_path: Path) -> None:
+    """A file saved as Latin-1 (a hub name with an accent): the line and column of the first
+    byte that is not UTF-8, and what to do about it."""
+    path = tmp_path / "hub.toml"
+    path.write_bytes(b'[hub]\nid = "gate-1"\nname = "Ch\xe9 market"\ncommune = "phuong-1"\n')
+    result = check_config(path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{path}:3:11: not UTF-8 text (byte 0xe9 cannot be read): save the file as UTF-8",
+        f"{path}: 1 error(s)",
+    ]
+    with pytest.raises(ConfigError):
+        load_config(path, env={})
+
+
+def test_every_kind_the_config_names_is_an_event_kind(tmp_path: Path) -> None:
+    """The kinds are defined once, in core.events.KINDS; the config only chooses among them."""
+    for kinds in (INPUT_REPORTS, MODBUS_REPORTS, SUPERVISION_REPORTS, RULE_KINDS):
+        assert kinds and all(kind in KINDS for kind in kinds), kinds
+    assert set(SIREN_RULE_KINDS) <= set(RULE_KINDS)
+    assert set(INPUT_KINDS) - set(KINDS) == {"silence"}  # the button that silences the sirens
+    with pytest.raises(LookupError, match="panik"):
+        event_kinds("panic", "panik")
+    for kind in INPUT_KINDS:  # each is a valid input, reported as that kind
+        cfg = parse(HUB + PANIC.replace('"panic"', f'"{kind}"'), tmp_path)
+        assert cfg.inputs[0].kind == kind
 
 
 def test_every_error_is_reported_in_one_run(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ class HubProcess:
         self.args = [
             sys.executable,
             "-m",
-            "tuquan.cli",
+            "tuquan",
             "run",
             "--sim",
             "--config",

@@ -30,7 +30,9 @@ from core.events import NEW, RESTORE, Event
 from gateway.alarm import AlarmRule, AlarmRules
 from gateway.service import Hub
 from hw_sim.board import SimBoard
-from sensors.gpio import GpioInputs, close_all, make_outputs, output_faults
+from sensors.gpio import close_all
+from sensors.gpio_inputs import GpioInputs
+from sensors.gpio_outputs import make_outputs, output_faults
 from settings import Config, parse_config
 from testkit.mqtt import Subscriber
 from testkit.waiting import wait_until
@@ -268,7 +270,7 @@ def test_an_input_failing_at_run_time_is_one_trouble_event_and_the_rest_goes_on(
         emitted(event)
 
     inputs = GpioInputs(cfg.inputs, emit, board.factory, check_interval_s=0.05)
-    board.attach(inputs.inputs, outputs)
+    board.attach(cfg.inputs, cfg.outputs)
     inputs.start()
     try:
         tamper_pin = inputs.inputs["tamper-1"].button.pin
@@ -311,7 +313,7 @@ def test_a_change_while_the_line_was_dead_is_reported_when_it_reads_again(
     cfg = config(HUB + PANIC + TAMPER, tmp_path)
     emitted = Collected()
     inputs = GpioInputs(cfg.inputs, emitted, board.factory, check_interval_s=0.05)
-    board.attach(inputs.inputs, {})
+    board.attach(cfg.inputs, cfg.outputs)
     inputs.start()
     try:
         tamper_pin = inputs.inputs["tamper-1"].button.pin
@@ -366,7 +368,7 @@ def test_a_failing_siren_does_not_stop_the_alarm_and_is_logged_once(
     panic = Event(kind="panic", zone="gate", source="panic-1")
     try:
         outputs["siren"].device.pin.broken = True
-        with caplog.at_level(logging.WARNING, logger="sensors.gpio"):
+        with caplog.at_level(logging.WARNING, logger="sensors.gpio_outputs"):
             rules.handle(panic)  # would raise into the thread reporting the alarm
             rules.handle(panic)
             assert rules.silence() == ["siren"]

@@ -305,6 +305,40 @@ def test_a_lost_port_is_a_fault_and_is_reopened_without_a_restart(
         second.close()
 
 
+def test_another_device_at_the_port_path_is_found_when_a_poll_goes_unanswered(
+    tmp_path: Path, make_line
+) -> None:
+    link = tmp_path / "ttyUSB-modbus"
+    first, second = RtuSlave(), RtuSlave()
+    try:
+        first.set(100)
+        second.set(600)
+        os.symlink(first.path, link)
+        emit = Recorder()
+        line = make_line([gas_spec(str(link), missed=1000)], emit, backoff_max_s=0.4)
+        wait_until(first.polls_after(2), what="polls")
+        # Another adapter takes the name; the old detector is still there but stops answering.
+        # The poller looks at the path when a poll goes unanswered.
+        link.unlink()
+        os.symlink(second.path, link)
+        first.answering = False
+        wait_until(lambda: len(emit.events) == 3, what="fault, restore and the new reading")
+        assert emit.kinds() == [("bus_fault", "E"), ("bus_fault", "R"), ("gas", "E")]
+        fault, back, gas = emit.events
+        assert fault.data == {
+            "port": str(link),
+            "modbus": ["gas-1"],
+            "error": f"device {link} was replaced",
+        }
+        assert (back.source, back.zone, back.data["port"]) == (str(link), "kitchen", str(link))
+        assert gas.data["value"] == 60.0
+        health = line.health()["gas-1"]
+        assert (health["open"], health["reopens"], health["faults"]) == (True, 1, 1)
+    finally:
+        first.close()
+        second.close()
+
+
 def modbus_hub_config(port: str) -> Config:
     return sim_config(
         uplink={"receipts": False},

@@ -242,7 +242,7 @@ def test_run_receiver_prints_new_events_and_stops_on_sigterm(
     script = textwrap.dedent(
         """
         import logging, sys
-        from commune.receiver import run_receiver
+        from commune.launch import run_receiver
         logging.basicConfig(level=logging.INFO, stream=sys.stderr)
         host, port, commune, data_dir = sys.argv[1:]
         sys.exit(run_receiver(host, int(port), commune, data_dir))

@@ -418,7 +418,7 @@ def receive_command(broker: Any, data_dir: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "tuquan.cli",
+        "tuquan",
         "receive",
         "--broker",
         f"{broker.host}:{broker.port}",
@@ -584,7 +584,8 @@ def test_the_alert_feed_misses_nothing_across_sigkills(mosquitto: Any, tmp_path:
 
 CRASH_BEFORE_PRINTING = """
 import os, sys
-from commune.receiver import Receiver, run_receiver
+from commune.launch import run_receiver
+from commune.receiver import Receiver
 
 feed_runs = []
 real_run_feed = Receiver._run_feed

@@ -7,19 +7,17 @@ driver alone give it a recording ``emit``.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import select
 import sqlite3
 import threading
 import time
-import tty
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pty_helpers import NodeEnd
 
 from core.events import Event
 from core.topics import HubTopics
@@ -37,48 +35,6 @@ NODE_ID = 5
 
 
 # --- The node's end of the wire -----------------------------------------------------------
-
-
-class NodeEnd:
-    """A pty pair: the hub opens ``path``; the test writes frames to and reads ACKs from the
-    master. The test keeps the slave open too, so the master never sees a hang-up."""
-
-    def __init__(self) -> None:
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)  # no echo before pyserial configures the port
-        self.path = os.ttyname(self.slave)
-        self.decoder = codec.Decoder()
-        self.received: list[Any] = []
-
-    def send(self, *frames: bytes) -> None:
-        os.write(self.master, b"".join(frames))
-
-    def _pump(self, timeout: float) -> None:
-        ready, _, _ = select.select([self.master], [], [], max(0.0, timeout))
-        if ready:
-            self.received.extend(self.decoder.feed(os.read(self.master, 4096)))
-
-    def frames(self, count: int, timeout: float = 5.0) -> list[Any]:
-        """Wait until ``count`` frames came back from the hub; returns all received so far."""
-        deadline = time.monotonic() + timeout
-        while len(self.received) < count:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"expected {count} frame(s) from the hub: {self.received}")
-            self._pump(left)
-        return list(self.received)
-
-    def quiet(self, seconds: float) -> list[Any]:
-        """Listen for ``seconds`` (to show that nothing comes back); returns what came."""
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            self._pump(left)
-        return list(self.received)
-
-    def close(self) -> None:
-        for fd in (self.master, self.slave):
-            with contextlib.suppress(OSError):  # closed already
-                os.close(fd)
 
 
 @pytest.fixture
@@ -582,6 +538,44 @@ def test_a_port_missing_at_start_is_a_fault_until_it_appears(tmp_path: Path, mak
         end.frames(1)
     finally:
         end.close()
+
+
+def test_another_device_at_the_port_path_is_a_fault_and_the_bus_moves_to_it(
+    tmp_path: Path, make_bus
+) -> None:
+    link = tmp_path / "ttyUSB-bus"
+    first = NodeEnd()
+    second = NodeEnd()
+    try:
+        os.symlink(first.path, link)
+        emit = Recorder()
+        bus = make_bus(str(link), emit, backoff_max_s=0.4)
+        wait_until(lambda: bus.is_open, what="bus open")
+        first.send(alarm(seq=1))
+        first.frames(1)
+        # Another adapter takes the name while the first is still plugged in and working: only
+        # the device check can tell.
+        link.unlink()
+        os.symlink(second.path, link)
+        wait_until(lambda: len(emit.of("bus_fault")) == 2, what="fault and restore")
+        fault, back = emit.of("bus_fault")
+        assert (fault.qualifier, fault.data["error"]) == ("E", f"device {link} was replaced")
+        assert (back.qualifier, back.data["bus"], back.data["port"]) == ("R", "bus-1", str(link))
+        second.send(alarm(seq=2, what=codec.PANIC))
+        assert acks(second.frames(1)) == [(NODE_ID, 1, 2)]
+        first.send(alarm(seq=3))
+        assert len(first.quiet(0.3)) == 1  # the old device is no longer the bus: no ACK
+        assert emit.kinds() == [
+            ("smoke", "E"),
+            ("bus_fault", "E"),
+            ("bus_fault", "R"),
+            ("panic", "E"),
+        ]
+        health = bus.health()
+        assert (health["reopens"], health["faults"], health["open"]) == (1, 1, True)
+    finally:
+        first.close()
+        second.close()
 
 
 def test_rs485_mode_falls_back_to_the_adapter_on_a_port_without_it(

@@ -167,8 +167,10 @@ def test_an_outbox_damaged_while_running_is_replaced_and_the_alarm_goes_out(
         hub.handle({"cmd": "emit", "kind": "telemetry", "count": BACKLOG})
         # Everything into the main file, and a page cache so small that SQLite reads pages
         # from the disk again: the damage below is seen as a failing card's would be.
+        # (fetchall: a cursor left unread keeps its statement open, and the hub's next commit
+        # would fail with "SQL statements in progress", seen as a disk fault, not damage.)
         for sql in ("PRAGMA wal_checkpoint(TRUNCATE)", "PRAGMA cache_size=1"):
-            hub.hub.dispatcher.call(lambda o, sql=sql: o.conn.execute(sql)).result(5)
+            hub.hub.dispatcher.call(lambda o, sql=sql: o.conn.execute(sql).fetchall()).result(5)
         path = hub_dir / OUTBOX_FILE
         size = path.stat().st_size
         with path.open("r+b") as f:  # every page but the first two (header, schema)

@@ -31,10 +31,11 @@ import pytest
 from certs import CertAndKey, Certs, make_certs
 from paho.mqtt.enums import CallbackAPIVersion
 
-from commune.receiver import Receiver, tls_context
+from commune.receiver import Receiver
 from commune.store import EventStore
 from core.events import Event
 from core.topics import HubTopics
+from gateway.broker import tls_context
 from gateway.outbox import Outbox
 from gateway.service import OUTBOX_FILE
 from settings import PASSWORD_ENV, Config

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from core.topics import HubTopics
+from gateway.broker import BrokerSettings
 from gateway.uplink import (
     LINK_ONLINE,
     LINK_SILENT,
-    BrokerSettings,
     LinkStatus,
     Liveness,
     Uplink,

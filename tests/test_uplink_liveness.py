@@ -24,8 +24,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from core.errors import ConfigError
 from core.topics import HubTopics, receiver_status_topic
+from gateway.broker import BrokerSettings
 from gateway.service import status_led_name
-from gateway.uplink import BrokerSettings, Uplink, UplinkHandlers
+from gateway.uplink import Uplink, UplinkHandlers
 from settings import Config
 from testkit.hubs import (
     COMMUNE,

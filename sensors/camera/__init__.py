@@ -3,26 +3,27 @@
 Like the other drivers, cameras know nothing of MQTT, SQLite or the simulator: they report
 through the ``emit`` callable they are given and hand snapshots to a sink callable. numpy,
 OpenCV and Pillow are imported only by the modules that need them, and ``picamera2`` only when
-a Pi camera opens, so a hub without cameras never loads them. ``sensors.camera.settings``
-(and so ``import sensors.camera``) needs none of them.
+a Pi camera opens, so a hub without cameras never loads them; ``import sensors.camera`` needs
+none of them.
 
-Settings (``sensors.camera.settings``, frozen dataclasses that check themselves, raising
-``ValueError`` with the field's name)::
+Settings are the configuration's own models (``settings.cameras``: frozen pydantic models that
+check themselves, raising ``ValueError`` that names the field), read from ``[[cameras]]`` or
+built in code with keywords::
 
-    CameraSettings(name, source, kind="auto", zone="", detect_fps=5.0, width=None, height=None,
-                   loop=False, zones=(ZoneSettings, ...), masks=(polygon, ...),
-                   labels=("person",), filters=FilterSettings(), motion=MotionSettings(),
-                   tamper=TamperSettings(), end_after_s=10.0, offline_after_s=10.0,
-                   stall_s=10.0, open_timeout_s=10.0, read_timeout_s=5.0,
-                   backoff_min_s=1.0, backoff_max_s=60.0, snapshot_margin=0.3,
-                   snapshot_quality=85)
-    ZoneSettings(name, polygon=(), armed=("22:00-06:00", ...), inertia=3)
-    FilterSettings(min_score=0.5, threshold=0.7, history=10, min_frames=3,
-                   min_area=0.0, max_area=1.0, min_ratio=0.0, max_ratio=inf)
-    MotionSettings(enabled=True, width=160, threshold=25, contour_area=12, alpha=0.05,
-                   lightning=0.8, margin=0.5, min_region=0.5, recheck_s=1.0, max_regions=3)
-    TamperSettings(enabled=True, width=160, check_s=0.5, learn_s=2.0, adapt_s=600.0,
-                   persist_s=5.0, covered_std=8.0, blur_ratio=0.3, scene_match=0.35, grid=4)
+    CameraConfig(name, source, kind="auto", zone=name, detect_fps=5.0, width=None, height=None,
+                 loop=False, zones=(ZoneConfig, ...), masks=(polygon, ...),
+                 labels=("person",), filters=FilterConfig(), motion=MotionConfig(),
+                 tamper=TamperConfig(), end_after_s=10.0, offline_after_s=10.0,
+                 stall_s=10.0, open_timeout_s=10.0, read_timeout_s=5.0,
+                 backoff_min_s=1.0, backoff_max_s=60.0, snapshot_margin=0.3,
+                 snapshot_quality=85)
+    ZoneConfig(name, polygon=(), armed=("22:00-06:00", ...), inertia=3)
+    FilterConfig(min_score=0.5, threshold=0.7, history=10, min_frames=3,
+                 min_area=0.0, max_area=1.0, min_ratio=0.0, max_ratio=inf)
+    MotionConfig(enabled=True, width=160, threshold=25, contour_area=12, alpha=0.05,
+                 lightning=0.8, margin=0.5, min_region=0.5, recheck_s=1.0, max_regions=3)
+    TamperConfig(enabled=True, width=160, check_s=0.5, learn_s=2.0, adapt_s=600.0,
+                 persist_s=5.0, covered_std=8.0, blur_ratio=0.3, scene_match=0.35, grid=4)
 
 Polygons are tuples of ``(x, y)`` points normalised to the frame (0..1, top left origin).
 ``source``: ``"picamera"``/``"picamera:1"``, ``"/dev/video0"``/``"usb:0"``,
@@ -67,23 +68,3 @@ Events (``source`` is the camera's name; ``data.camera`` too):
 
 docs/cameras.md explains the choices and how to tune them.
 """
-
-from __future__ import annotations
-
-from sensors.camera.settings import (
-    CameraSettings,
-    FilterSettings,
-    MotionSettings,
-    Polygon,
-    TamperSettings,
-    ZoneSettings,
-)
-
-__all__ = [
-    "CameraSettings",
-    "FilterSettings",
-    "MotionSettings",
-    "Polygon",
-    "TamperSettings",
-    "ZoneSettings",
-]

@@ -6,10 +6,11 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sensors.camera.incidents import SnapshotSink
 from sensors.camera.inference import DetectorLike, SharedDetector
-from sensors.camera.pipeline import CameraPipeline, Emit, SnapshotSink
-from sensors.camera.settings import CameraSettings
+from sensors.camera.pipeline import CameraPipeline, Emit
 from sensors.camera.sources import FrameSource
+from settings.cameras import CameraConfig
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ class Cameras:
 
     def __init__(
         self,
-        cameras: Iterable[CameraSettings],
+        cameras: Iterable[CameraConfig],
         *,
         emit: Emit,
         detector: DetectorLike | None = None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from sensors.camera.settings import Polygon
+from settings.cameras import Polygon
 
 if TYPE_CHECKING:
     import numpy as np

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from sensors.camera.geometry import Box, mask_raster
-from sensors.camera.settings import MotionSettings, Polygon
+from settings.cameras import MotionConfig, Polygon
 
 
 def small_gray(rgb: np.ndarray, width: int) -> np.ndarray:
@@ -45,7 +45,7 @@ class MotionResult:
 class MotionDetector:
     """One camera's motion detector. Not thread-safe: the camera's thread owns it."""
 
-    def __init__(self, settings: MotionSettings, masks: tuple[Polygon, ...] = ()) -> None:
+    def __init__(self, settings: MotionConfig, masks: tuple[Polygon, ...] = ()) -> None:
         self.settings = settings
         self.masks = masks
         self._background: np.ndarray | None = None

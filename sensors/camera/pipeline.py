@@ -11,10 +11,9 @@ For each frame taken at the detect rate:
    bottom-centre point);
 5. tracking by box overlap; an object counts once it has ``min_frames`` detections, and while
    the median of its recent scores reaches ``threshold``;
-6. zones: a counted object whose bottom-centre point has been in a zone for ``inertia`` frames,
-   while the zone is armed, starts an incident: one ``person`` event (qualifier E) with a JPEG
-   snapshot handed to the snapshot sink first. The incident lasts while people are seen there
-   and ends with one ``person`` event (qualifier R) after ``end_after_s`` without anyone.
+6. zones: a counted object that stays in an armed zone starts an incident, reported as
+   ``person`` E (with a snapshot) and, once the zone is empty for ``end_after_s``, ``person`` R
+   (``incidents.py``).
 
 A source that fails to open, raises, or sends nothing for ``stall_s`` is closed and opened
 again with exponential backoff and jitter (``backoff_min_s`` doubling to ``backoff_max_s``).
@@ -32,14 +31,13 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from core.events import NEW, RESTORE, Event
-from core.ids import new_event_id
 from sensors.camera.geometry import (
     Box,
     area,
@@ -48,40 +46,18 @@ from sensors.camera.geometry import (
     inside_normalised,
     nms,
 )
+from sensors.camera.incidents import Incidents, SnapshotSink
 from sensors.camera.inference import DetectorLike
 from sensors.camera.motion import MotionDetector, small_gray
-from sensors.camera.schedule import Schedule
-from sensors.camera.settings import CameraSettings, ZoneSettings
-from sensors.camera.snapshots import crop_box, crop_jpeg
 from sensors.camera.sources import EndOfStream, Frame, FrameSource, make_source
 from sensors.camera.tamper import TamperChange, TamperDetector
 from sensors.camera.tracker import Seen, Track, Tracker
+from settings.cameras import CameraConfig
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[Event], Any]
-SnapshotSink = Callable[[str, bytes], Any]
 ERROR_LOG_INTERVAL_S = 60.0
-
-
-@dataclass
-class Incident:
-    """People in one zone: from the first counted detection to ``end_after_s`` after the last."""
-
-    event_id: str
-    zone: str
-    started: float
-    last_seen: float
-    top_score: float
-    detections: int = 1
-    tracks: set[int] = field(default_factory=set)
-
-
-@dataclass
-class ZoneState:
-    settings: ZoneSettings
-    schedule: Schedule
-    incident: Incident | None = None
 
 
 @dataclass
@@ -125,7 +101,7 @@ class CameraPipeline:
 
     def __init__(
         self,
-        settings: CameraSettings,
+        settings: CameraConfig,
         *,
         emit: Emit,
         detector: DetectorLike | None = None,
@@ -140,10 +116,7 @@ class CameraPipeline:
         self.settings = settings
         self.emit = emit
         self.detector = detector
-        self.snapshot = snapshot
         self.clock = clock
-        self.now = now
-        self.clock_synced = clock_synced
         self.jitter = jitter
         self.source: FrameSource = (
             source if source is not None else make_source(settings, clock=clock)
@@ -154,7 +127,14 @@ class CameraPipeline:
         self.motion = MotionDetector(settings.motion, settings.masks)
         self.tamper = TamperDetector(settings.tamper)
         self.tracker = Tracker(settings.filters)
-        self.zones = [ZoneState(z, Schedule(z.armed)) for z in settings.effective_zones]
+        self.incidents = Incidents(
+            settings,
+            deliver=self._deliver,
+            detector_name=detector.name if detector is not None else None,
+            snapshot=snapshot,
+            now=now,
+            clock_synced=clock_synced,
+        )
         self.stats = CameraStats()
         self.ended = False  # a file source without loop reached its end
         self._is_open = False
@@ -164,7 +144,6 @@ class CameraPipeline:
         self._last_frame: float | None = None
         self._last_recheck = -1e18
         self._error_logged = -1e18
-        self._unsynced_logged = False
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -245,7 +224,7 @@ class CameraPipeline:
                     retry_at = now + self._backoff(delay)
                     delay = min(delay * 2.0, s.backoff_max_s)
                 else:
-                    self._tick(now, [])
+                    self.incidents.end_due(now)
                 continue
             self._last_frame = self.clock()
             if fresh:
@@ -278,13 +257,13 @@ class CameraPipeline:
         wake = t
         if self._lost_since is not None and not self._offline:
             wake = min(wake, self._lost_since + self.settings.offline_after_s)
-        for z in self.zones:
-            if z.incident is not None:
-                wake = min(wake, z.incident.last_seen + self.settings.end_after_s)
+        incident_end = self.incidents.next_end()
+        if incident_end is not None:
+            wake = min(wake, incident_end)
         self._sleep(max(0.0, min(wake - now, 1.0)) or 0.001)
         now = self.clock()
         self._check_offline(now)
-        self._tick(now, [])
+        self.incidents.end_due(now)
 
     def _close(self) -> None:
         if self._is_open:
@@ -375,8 +354,10 @@ class CameraPipeline:
 
         seen = self._detect(frame.image, regions) if regions and self.detector else []
         matched = self.tracker.update(seen, regions if self.detector else [], ts)
-        events += self._zones(frame, matched)
-        events += self._tick(ts, [])
+        started = self.incidents.update(frame, matched)
+        self.stats.incidents += len(started)
+        events += started
+        events += self.incidents.end_due(ts)
         return FrameResult(ts, motion, regions, seen, matched, events)
 
     def _detect(self, image: np.ndarray, regions: list[Box]) -> list[Seen]:
@@ -420,118 +401,6 @@ class CameraPipeline:
         self.stats.detections += len(seen)
         return seen
 
-    # -- zones and incidents ----------------------------------------------------------------
-
-    def _armed(self, zone: ZoneState) -> bool:
-        if zone.schedule.always:
-            return True
-        if self.clock_synced is not None and not self.clock_synced():
-            # No real-time clock and no NTP yet: the hour is unknown, so watch rather than miss.
-            if not self._unsynced_logged:
-                self._unsynced_logged = True
-                log.warning("camera %s: clock not synchronised; scheduled zones armed", self.name)
-            return True
-        return zone.schedule.armed(self.now())
-
-    def _zones(self, frame: Frame, matched: list[Track]) -> list[Event]:
-        width, height = frame.size
-        events: list[Event] = []
-        for zone in self.zones:
-            z = zone.settings
-            present: list[Track] = []
-            for t in matched:
-                foot = bottom_centre(t.box)
-                there = not z.polygon or inside_normalised(foot, z.polygon, width, height)
-                t.zone_frames[z.name] = t.zone_frames.get(z.name, 0) + 1 if there else 0
-                if t.confirmed and t.zone_frames[z.name] >= z.inertia:
-                    present.append(t)
-            if not present:
-                continue
-            if zone.incident is not None:
-                inc = zone.incident
-                inc.last_seen = frame.ts
-                inc.detections += len(present)
-                inc.top_score = max([inc.top_score] + [t.scores[-1] for t in present])
-                inc.tracks.update(t.id for t in present)
-            elif self._armed(zone):
-                events.append(self._start_incident(zone, frame, present))
-        return events
-
-    def _start_incident(self, zone: ZoneState, frame: Frame, present: list[Track]) -> Event:
-        s = self.settings
-        width, height = frame.size
-        best = max(present, key=lambda t: t.scores[-1])
-        event_id = new_event_id()
-        box = tuple(round(v, 1) for v in best.box)
-        data: dict[str, Any] = {
-            "camera": s.name,
-            "zone": zone.settings.name,
-            "label": best.label,
-            "score": round(best.scores[-1], 3),
-            "median_score": round(best.median_score, 3),
-            "box": list(box),
-            "frame": [width, height],
-            "track": best.id,
-            "people": len(present),
-        }
-        if self.detector is not None:
-            data["detector"] = self.detector.name
-        if self.snapshot is not None:
-            crop = crop_box(best.box, s.snapshot_margin, width, height)
-            try:
-                self.snapshot(event_id, crop_jpeg(frame.image, crop, s.snapshot_quality))
-            except Exception:
-                log.exception("camera %s: snapshot %s not stored", self.name, event_id)
-            else:
-                data["snapshot"] = f"snapshot/{event_id}"
-                data["snapshot_box"] = [int(v) for v in crop]
-        zone.incident = Incident(
-            event_id=event_id,
-            zone=zone.settings.name,
-            started=frame.ts,
-            last_seen=frame.ts,
-            top_score=best.scores[-1],
-            detections=len(present),
-            tracks={t.id for t in present},
-        )
-        self.stats.incidents += 1
-        event = Event(
-            kind="person",
-            zone=zone.settings.name,
-            source=s.name,
-            qualifier=NEW,
-            data=data,
-            id=event_id,
-        )
-        self._deliver(event)
-        return event
-
-    def _tick(self, now: float, events: list[Event]) -> list[Event]:
-        """End the incidents whose zone has been empty for ``end_after_s``."""
-        for zone in self.zones:
-            inc = zone.incident
-            if inc is None or now - inc.last_seen < self.settings.end_after_s:
-                continue
-            zone.incident = None
-            event = Event(
-                kind="person",
-                zone=inc.zone,
-                source=self.settings.name,
-                qualifier=RESTORE,
-                data={
-                    "camera": self.settings.name,
-                    "zone": inc.zone,
-                    "incident": inc.event_id,
-                    "duration_s": round(inc.last_seen - inc.started, 3),
-                    "top_score": round(inc.top_score, 3),
-                    "detections": inc.detections,
-                    "people": len(inc.tracks),
-                },
-            )
-            self._deliver(event)
-            events.append(event)
-        return events
-
     # -- events -----------------------------------------------------------------------------
 
     def _tamper_event(self, change: TamperChange) -> Event:
@@ -570,6 +439,6 @@ class CameraPipeline:
             "last_frame_age_s": None
             if self._last_frame is None
             else round(max(0.0, now - self._last_frame), 1),
-            "incidents_open": [z.settings.name for z in self.zones if z.incident is not None],
+            "incidents_open": self.incidents.open_zones,
             **self.stats.__dict__,
         }

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from datetime import time as dtime
 
-from sensors.camera.settings import parse_range
+from settings.cameras import parse_range
 
 
 class Schedule:

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from sensors.camera.motion import resize_gray
-from sensors.camera.settings import TamperSettings
+from settings.cameras import TamperConfig
 
 CELL_MATCH_NCC = 0.7  # a cell whose edge map correlates at least this well still matches
 CELL_TEXTURE_STD = 2.0  # a reference cell with less edge variation than this is featureless
@@ -85,7 +85,7 @@ class TamperDetector:
     """One camera's tamper watch. ``update`` is called with each frame's grayscale copy and the
     frame's time (seconds); it does its work every ``check_s``. Not thread-safe."""
 
-    def __init__(self, settings: TamperSettings) -> None:
+    def __init__(self, settings: TamperConfig) -> None:
         self.settings = settings
         self.active = False
         self.reason: str | None = None

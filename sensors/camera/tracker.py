@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sensors.camera.geometry import Box, iou, overlaps
-from sensors.camera.settings import FilterSettings
+from settings.cameras import FilterConfig
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Tracker:
     """Not thread-safe: the camera's thread owns it."""
 
     def __init__(
-        self, filters: FilterSettings, *, match_iou: float = 0.1, max_misses: int = 5
+        self, filters: FilterConfig, *, match_iou: float = 0.1, max_misses: int = 5
     ) -> None:
         self.filters = filters
         self.match_iou = match_iou

@@ -1,0 +1,123 @@
+"""A receiver run until SIGTERM: from its config file (``commune.config``) and the command
+line's overrides, or from arguments (``run_receiver``).
+
+The ``[broker]`` table becomes connection settings the way a hub's does
+(``gateway.broker.settings_from_table``), so the receiver honours every key a hub honours:
+host and port (or ``--broker``), keepalive, username and password, TLS and its files.
+
+The client id is ``[receiver] client_id``, else ``[broker] client_id``, else
+``tuquan-receiver-<commune>``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import ssl
+import sys
+import threading
+from pathlib import Path
+from typing import Any, TextIO
+
+from commune.config import ReceiverConfig
+from commune.receiver import DB_FILENAME, Receiver, default_client_id
+from gateway.broker import BrokerSettings, settings_from_table, settings_tls_context
+from settings import BrokerConfig
+
+
+def receiver_broker_settings(
+    cfg: ReceiverConfig | None, commune: str, override: tuple[str, int] | None = None
+) -> BrokerSettings:
+    """How the receiver of ``commune`` reaches its broker; without a config, the defaults of
+    ``[broker]`` (a local broker, no TLS, no password)."""
+    table = cfg.broker if cfg is not None else BrokerConfig.model_construct()
+    own_id = cfg.receiver.client_id if cfg is not None else None
+    return settings_from_table(
+        table, own_id or table.client_id or default_client_id(commune), override
+    )
+
+
+def run_configured_receiver(
+    broker: BrokerSettings,
+    commune: str,
+    data_dir: Path,
+    *,
+    share_group: str | None = None,
+    out: TextIO | None = None,
+    stop: threading.Event | None = None,
+) -> int:
+    """``run_receiver`` connected as ``broker`` says; returns its exit status."""
+    return run_receiver(
+        broker.host,
+        broker.port,
+        commune,
+        data_dir,
+        client_id=broker.client_id,
+        username=broker.username,
+        password=broker.password,
+        tls=settings_tls_context(broker),
+        share_group=share_group,
+        keepalive=broker.keepalive_s,
+        out=out,
+        stop=stop,
+    )
+
+
+def run_receiver(
+    host: str,
+    port: int,
+    commune: str,
+    data_dir: str | Path,
+    *,
+    client_id: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    tls: ssl.SSLContext | None = None,
+    share_group: str | None = None,
+    keepalive: int = 30,
+    out: TextIO | None = None,
+    stop: threading.Event | None = None,
+) -> int:
+    """Run a receiver until SIGTERM/SIGINT (or ``stop`` is set); returns the exit status (0).
+
+    Events are stored in ``<data_dir>/receiver.sqlite3``, camera snapshots in
+    ``<data_dir>/snapshots/<hub>/<event-id>.jpg``. Each stored event is written to ``out``
+    (stdout by default) as one JSON line, at least once (see ``Receiver``): the police
+    console's alert feed. Raises ReceiverError if the store cannot be opened.
+    """
+    data_path = Path(data_dir)
+    data_path.mkdir(parents=True, exist_ok=True)
+    stream = out if out is not None else sys.stdout
+    stop_event = stop if stop is not None else threading.Event()
+
+    def print_event(event: dict[str, Any]) -> None:
+        stream.write(json.dumps(event, separators=(",", ":"), sort_keys=True) + "\n")
+        stream.flush()
+
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda signum, frame: stop_event.set())
+
+    receiver = Receiver(
+        host,
+        port,
+        commune,
+        data_path / DB_FILENAME,
+        client_id=client_id,
+        username=username,
+        password=password,
+        tls=tls,
+        on_new_event=print_event,
+        share_group=share_group,
+        keepalive=keepalive,
+    )
+    try:
+        receiver.start()
+        while not stop_event.wait(0.5):
+            pass
+    finally:
+        receiver.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

@@ -1,0 +1,50 @@
+"""The ``tuquan`` command line: the parser, assembled from one module per command group.
+
+- ``hub``: ``run`` (the hub, or ``--sim``) and ``check-config``;
+- ``sim``: ``sim``, requests to a running simulated hub;
+- ``receive``: ``receive``, the commune receiver;
+- ``detect``: ``detect``, people in picture files;
+- ``model``: ``model list`` and ``model fetch``.
+
+Each command is a function of the parsed arguments returning the exit status. Building the
+parser imports none of the hub, the simulator, the receiver or the detector: each command
+imports what it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tuquan.cli.detect import add_detect
+from tuquan.cli.hub import add_check_config, add_run
+from tuquan.cli.model import add_model
+from tuquan.cli.receive import add_receive
+from tuquan.cli.sim import add_sim
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed_version
+
+    try:
+        return installed_version("tuquan")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tuquan",
+        description="tuquan, the neighborhood security hub: run the hub or its simulator, "
+        "drive a simulated hub, run the commune receiver, check a config, detect people.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (add_run, add_sim, add_receive, add_check_config, add_detect, add_model):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

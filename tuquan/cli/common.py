@@ -1,0 +1,38 @@
+"""What several commands share: the ``HOST:PORT`` argument, data directories, config errors."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from core.errors import ConfigError
+
+DATA_DIR_ENV = "TUQUAN_DATA_DIR"
+DEFAULT_DATA_DIR = Path("/var/lib/tuquan")
+SIM_DATA_DIR = Path("data/sim")
+RECEIVER_DATA_DIR = Path("data/receiver")
+
+
+def broker_arg(value: str) -> tuple[str, int]:
+    """``--broker HOST:PORT`` (an IPv6 host in brackets) as (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def data_dir(given: str | None, default: Path) -> Path:
+    """``--data-dir``, else ``$TUQUAN_DATA_DIR``, else ``default``."""
+    if given:
+        return Path(given)
+    env = os.environ.get(DATA_DIR_ENV)
+    return Path(env) if env else default
+
+
+def print_config_errors(exc: ConfigError, source: str) -> None:
+    """Each error on its own line (``path: message``), then how many, on stderr."""
+    for path, msg in exc.errors:
+        print(f"{path}: {msg}" if path else msg, file=sys.stderr)
+    print(f"{source}: {len(exc.errors)} error(s)", file=sys.stderr)

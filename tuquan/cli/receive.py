@@ -1,0 +1,57 @@
+"""``tuquan receive``: the commune receiver (commune/), until SIGTERM or SIGINT.
+
+Exit 0 after a signal, 1 if the event store cannot be opened, 2 for a config that cannot run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from core.errors import ConfigError
+from tuquan.cli.common import RECEIVER_DATA_DIR, broker_arg, data_dir, print_config_errors
+
+
+def add_receive(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rec = sub.add_parser("receive", help="run the commune receiver (stores, prints, receipts)")
+    rec.add_argument("--config", help="receiver config: [receiver] commune, and [broker]")
+    rec.add_argument("--broker", type=broker_arg, metavar="HOST:PORT")
+    rec.add_argument("--commune", help="the commune whose hubs to receive (overrides the config)")
+    rec.add_argument(
+        "--data-dir", help=f"where receiver.sqlite3 lives (default ./{RECEIVER_DATA_DIR})"
+    )
+    rec.add_argument("--log-level", default="INFO")
+    rec.set_defaults(func=cmd_receive)
+
+
+def cmd_receive(args: argparse.Namespace) -> int:
+    from commune.config import ReceiverConfig, load_receiver_config
+    from commune.launch import receiver_broker_settings, run_configured_receiver
+    from commune.receiver import ReceiverError
+    from gateway.logs import setup_logging
+
+    setup_logging(args.log_level)
+    cfg: ReceiverConfig | None = None
+    if args.config:
+        try:
+            cfg = load_receiver_config(Path(args.config))
+        except ConfigError as exc:
+            print_config_errors(exc, args.config)
+            return 2
+    commune = args.commune or (cfg.receiver.commune if cfg is not None else None)
+    if not commune:
+        print(
+            "tuquan receive needs --commune or a --config with [receiver] commune", file=sys.stderr
+        )
+        return 2
+    try:
+        return run_configured_receiver(
+            receiver_broker_settings(cfg, commune, args.broker),
+            commune,
+            data_dir(args.data_dir, RECEIVER_DATA_DIR),
+            share_group=cfg.receiver.share_group if cfg is not None else None,
+        )
+    except ReceiverError as exc:
+        print(f"receiver: {exc}", file=sys.stderr)
+        return 1
