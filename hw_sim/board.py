@@ -13,45 +13,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from gpiozero.pins.mock import MockFactory
 
 from core.errors import TuquanError
-from sensors.gpio_inputs import active_level
+from sensors.gpio_inputs import InputSpec, active_level
+from sensors.gpio_outputs import OutputSpec
 
 
 class SimError(TuquanError):
     """A simulator request that cannot be carried out (unknown input, bad argument)."""
-
-
-class InputWiring(Protocol):
-    """An input as the board sees it (settings.InputConfig fits)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def pin(self) -> int: ...
-
-    @property
-    def pull_up(self) -> bool | None: ...
-
-    @property
-    def active_high(self) -> bool | None: ...
-
-
-class OutputWiring(Protocol):
-    """An output as the board sees it (settings.OutputConfig fits)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def pin(self) -> int: ...
-
-    @property
-    def active_high(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -69,7 +41,7 @@ class SimBoard:
         # button again and again does not pile up timers for the life of the simulator.
         self._timers: dict[str, threading.Timer] = {}
 
-    def attach(self, inputs: Iterable[InputWiring], outputs: Iterable[OutputWiring]) -> None:
+    def attach(self, inputs: Iterable[InputSpec], outputs: Iterable[OutputSpec]) -> None:
         """Wire the board as the config says (each input's pin, pull and active level, each
         output's pin and active level) and put every input at rest: a mock pin floats low,
         which would be "pressed" for an active-low input without a pull resistor. Call it
