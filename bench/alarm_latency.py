@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,41 +25,18 @@ from gpiozero import Button
 from gpiozero.pins.mock import MockFactory
 
 from bench import common
-from bench.broker import Broker, mosquitto
-from core.events import Event
-from hw_sim.simulator import SimulatedHub, load_sim_config
+from core.events import Event, Priority
+from gateway.service import OUTBOX_FILE
+from hw_sim.simulator import SimulatedHub
+from testkit.broker import Broker
+from testkit.hubs import sim_config
+from testkit.mqtt import Subscriber, close_client, connected_client
+from testkit.waiting import wait_until
 
 TARGET_P99_RATIO = 2.0
 BACKLOG = 10_000
 GAP_S = 0.002  # between a release and the next press
 WARMUP = 20
-
-
-class Arrivals:
-    """A subscriber noting when each message arrives (paho's network thread)."""
-
-    def __init__(self, broker: Broker, topics: list[str]) -> None:
-        self.times: list[int] = []
-        self.cond = threading.Condition()
-        subscribed = threading.Event()
-        self.client = common.client(broker, "sub")
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.subscribe([(t, 1) for t in topics])
-        if not subscribed.wait(10):
-            raise RuntimeError("no SUBACK")
-
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        now = time.perf_counter_ns()
-        with self.cond:
-            self.times.append(now)
-            self.cond.notify()
-
-    def wait_for(self, count: int, timeout: float = 30.0) -> int:
-        with self.cond:
-            if not self.cond.wait_for(lambda: len(self.times) >= count, timeout):
-                raise TimeoutError(f"message {count} never arrived")
-            return self.times[count - 1]
 
 
 class Pin:
@@ -74,12 +50,12 @@ class Pin:
         self.busy: list[bool] = []
 
 
-def press(p: Pin, arrivals: Arrivals, busy: bool = False) -> None:
+def press(p: Pin, arrivals: Subscriber, busy: bool = False) -> None:
     """Press, wait for the message, release, rest."""
-    expected = len(arrivals.times) + 1
+    seen = arrivals.count
     t0 = time.perf_counter_ns()
     p.pin.drive_low()
-    p.latencies.append((arrivals.wait_for(expected) - t0) / 1e6)
+    p.latencies.append((arrivals.message_at(seen).received_ns - t0) / 1e6)
     p.busy.append(busy)
     p.pin.drive_high()
     time.sleep(GAP_S)
@@ -118,29 +94,32 @@ def summary(p: Pin, only_busy: bool, baseline: Pin, idle_bare: Pin) -> dict[str,
     }
 
 
+def telemetry_undelivered(outbox: sqlite3.Connection) -> int:
+    query = "SELECT count(*) FROM outbox WHERE state < 2 AND priority = ?"
+    return int(outbox.execute(query, (int(Priority.TELEMETRY),)).fetchone()[0])
+
+
 def run(broker: Broker, data_dir: Path, n: int) -> tuple[list[dict[str, Any]], int]:
     """The rows of the table, and how many backlogs were drained while pressing."""
-    cfg = load_sim_config()
     # The hub core: the default guard post with its sensor bus, without the camera (whose
     # detector would take a core of its own; bench.camera_cpu measures it).
-    uplink = cfg.uplink.model_copy(update={"receipts": False})
-    cfg = cfg.model_copy(update={"uplink": uplink, "cameras": ()})
+    cfg = sim_config(camera=False, uplink={"receipts": False})
     sim = SimulatedHub(cfg, data_dir, broker=(broker.host, broker.port))
     hub = sim.hub
     factory = MockFactory()  # shares its pins with the hub's board: use other numbers
-    pub = common.client(broker, "bare")
+    pub = connected_client(broker, "bench-bare")
     payload = Event(kind="panic", zone="guard-post", source="panic-1").to_json(cfg.hub.id)
     buttons = {"bare": Button(5, pin_factory=factory), "floor": Button(6, pin_factory=factory)}
     buttons["bare"].when_pressed = lambda: pub.publish("bench/bare/panic", payload, qos=1)
     buttons["floor"].when_pressed = floor_callback(
         data_dir / "floor.sqlite3", lambda: pub.publish("bench/floor/panic", payload, qos=1)
     )
-    arrivals = Arrivals(
-        broker, ["bench/bare/panic", "bench/floor/panic", hub.topics.event("panic")]
+    arrivals = Subscriber(
+        broker, "bench/bare/panic", "bench/floor/panic", hub.topics.event("panic"), timeout=30
     )
     sim.start()
     try:
-        common.wait_until(lambda: hub.uplink.connected, 10, "hub connection")
+        wait_until(lambda: hub.uplink.connected, 10, "hub connection")
         idle = [
             Pin("bare paho publish in when_pressed", buttons["bare"]),
             Pin("floor: bare + one WAL FULL commit", buttons["floor"]),
@@ -163,8 +142,12 @@ def run(broker: Broker, data_dir: Path, n: int) -> tuple[list[dict[str, Any]], i
         # A backlog drains in seconds, fewer than n presses: when one is gone, commit the next
         # (not while pressing) until n hub presses were made with a backlog still undelivered.
         backlogs = 0
+        # Read from a connection of the bench's own (WAL lets it read while the hub writes):
+        # the telemetry still undelivered. The hub's own undelivered count is never 0 here, as
+        # the panic just pressed is in it until its PUBACK's mark.
+        outbox = sqlite3.connect(f"file:{data_dir / OUTBOX_FILE}?mode=ro", uri=True)
         while sum(loaded[1].busy) < n:
-            if hub.outbox.undelivered == 0:
+            if telemetry_undelivered(outbox) == 0:
                 backlog = [
                     Event(kind="telemetry", zone="bench", source="bench", data={"n": i})
                     for i in range(BACKLOG)
@@ -172,15 +155,16 @@ def run(broker: Broker, data_dir: Path, n: int) -> tuple[list[dict[str, Any]], i
                 hub.dispatcher.submit(backlog).result(timeout=120)  # committed: now it drains
                 backlogs += 1
             for p in loaded:
-                press(p, arrivals, busy=hub.outbox.undelivered > 0)
-        common.wait_until(lambda: hub.outbox.undelivered == 0, 120, "backlog drained")
+                press(p, arrivals, busy=telemetry_undelivered(outbox) > 0)
+        wait_until(lambda: telemetry_undelivered(outbox) == 0, 120, "backlog drained")
+        outbox.close()
     finally:
         sim.stop(drain_timeout_s=1.0)
         for b in buttons.values():
             b.close()
         factory.close()
-        common.close(arrivals.client)
-        common.close(pub)
+        arrivals.close()
+        close_client(pub)
     bare = idle[0]
     rows = [summary(p, False, bare, bare) for p in idle]
     rows += [summary(p, True, loaded[0], bare) for p in loaded]
@@ -194,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     fs = common.filesystem_of(data_dir)
     common.log_to_file(data_dir / "hub.log")  # INFO, as `tuquan run` logs
     try:
-        with mosquitto() as broker:
+        with common.mosquitto() as broker:
             rows, backlogs = run(broker, data_dir, n)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)

@@ -29,10 +29,10 @@ from typing import Any
 import psutil
 
 from bench import common
-from bench.broker import mosquitto
 from bench.rss import camera_free_config, memory_mb, stop, tuquan
 from hw_sim.camera import VirtualCamera
 from hw_sim.control import request
+from testkit.waiting import wait_until
 
 TARGET_MB = 120.0
 FPS = 5.0
@@ -77,7 +77,7 @@ class Hub:
             self.proc = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
-        common.wait_until(lambda: self.status().get("online"), 60, "hub online")
+        wait_until(lambda: self.status().get("online"), 60, "hub online")
 
     def status(self) -> dict[str, Any]:
         try:
@@ -111,7 +111,7 @@ def measure(broker: Any, root: Path, config: Path | None, window_s: float) -> di
     hub = Hub(broker, root / ("camera" if config is None else "baseline"), config)
     try:
         if config is None:
-            common.wait_until(lambda: hub.camera().get("frames", 0) > 0, 60, "cam-1 running")
+            wait_until(lambda: hub.camera().get("frames", 0) > 0, 60, "cam-1 running")
         time.sleep(SETTLE_S)
         result: dict[str, Any] = {"started_mb": memory_mb(hub.proc.pid)}
         result["still_cpu"] = hub.cpu_over(window_s)
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         config = camera_free_config(root)
         if config is None:
             raise SystemExit("the default simulated hub has no camera")
-        with mosquitto() as broker:
+        with common.mosquitto() as broker:
             for n in range(rounds):
                 print(f"round {n + 1} of {rounds}", flush=True)
                 base.append(measure(broker, root / f"r{n}", config, window_s))

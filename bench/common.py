@@ -1,4 +1,6 @@
-"""What every benchmark shares: arguments, the machine, tables, JSON lines, MQTT clients."""
+"""What every benchmark shares: arguments, the machine, tables, JSON lines, the broker.
+
+MQTT clients, waiting and the simulated hub come from the test kit (``testkit/``)."""
 
 from __future__ import annotations
 
@@ -10,18 +12,14 @@ import platform
 import shutil
 import subprocess
 import tempfile
-import threading
-import time
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
-from bench.broker import Broker
 from gateway.logs import LogfmtFormatter
+from testkit.broker import MISSING, Broker, find_mosquitto, running_broker
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -148,35 +146,18 @@ def proc_io() -> dict[str, int]:
     return out
 
 
-# -- MQTT -------------------------------------------------------------------------------------
+# -- the broker -------------------------------------------------------------------------------
+
+# Unlimited queue per client: the default (1000) silently drops QoS 1 messages when a
+# subscriber falls behind a fast publisher, which would end a run early.
+BROKER_CONFIG = "max_queued_messages 0"
 
 
-def client(broker: Broker, name: str, **kwargs: Any) -> mqtt.Client:
-    """A connected paho client (MQTT 5, paho defaults unless ``kwargs`` say), loop running."""
-    c = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"bench-{name}-{uuid.uuid4().hex[:6]}",
-        protocol=mqtt.MQTTv5,
-    )
-    if "max_inflight" in kwargs:
-        c.max_inflight_messages_set(kwargs["max_inflight"])
-    connected = threading.Event()
-    c.on_connect = lambda *a: connected.set()
-    c.connect(broker.host, broker.port)
-    c.loop_start()
-    if not connected.wait(10):
-        raise RuntimeError("bench client could not connect")
-    return c
-
-
-def close(c: mqtt.Client) -> None:
-    c.disconnect()
-    c.loop_stop()
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)
+@contextmanager
+def mosquitto(extra_config: str = "", *, persistent: bool = False) -> Iterator[Broker]:
+    """A throwaway Mosquitto on a free loopback port for one run (the test kit's)."""
+    if find_mosquitto() is None:
+        raise SystemExit(MISSING)
+    extra = "\n".join(line for line in (BROKER_CONFIG, extra_config) if line)
+    with running_broker(extra_config=extra, persistent=persistent) as broker:
+        yield broker

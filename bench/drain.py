@@ -18,14 +18,15 @@ import uuid
 from pathlib import Path
 
 from bench import common
-from bench.broker import Broker, mosquitto
 from core.events import Event
 from core.topics import HubTopics
-from gateway.broker import BrokerSettings
 from gateway.dispatcher import Dispatcher
 from gateway.guarded_outbox import GuardedOutbox
 from gateway.outbox import Outbox
-from gateway.uplink import Uplink, UplinkHandlers
+from testkit.broker import Broker
+from testkit.link import uplink_for
+from testkit.mqtt import close_client, connected_client, publish_once
+from testkit.waiting import wait_until
 
 TARGET_RATIO = 0.8
 FILL_BATCH = 1000
@@ -45,9 +46,7 @@ class Subscriber:
         # A retained message on a second topic arrives first: once it is printed, the broker
         # has processed the whole SUBSCRIBE, so nothing published after can be missed.
         ready = f"bench/ready/{uuid.uuid4().hex}"
-        pub = common.client(broker, "ready")
-        pub.publish(ready, b"1", qos=1, retain=True).wait_for_publish(10)
-        common.close(pub)
+        publish_once(broker, ready, b"1", retain=True)
         self.out = workdir / f"sub-{uuid.uuid4().hex[:6]}.out"
         with self.out.open("wb") as out:
             self.proc = subprocess.Popen(
@@ -70,7 +69,7 @@ class Subscriber:
                 ],
                 stdout=out,
             )
-        common.wait_until(lambda: self.out.stat().st_size > 0, 10, "subscriber ready")
+        wait_until(lambda: self.out.stat().st_size > 0, 10, "subscriber ready")
         self.done_ns = 0
         self._waiter = threading.Thread(target=self._wait, daemon=True)
         self._waiter.start()
@@ -107,7 +106,7 @@ def fill(path: Path, n: int) -> tuple[float, int]:
 def run_bare(broker: Broker, n: int, size: int, workdir: Path) -> float:
     topic = f"bench/bare/{uuid.uuid4().hex[:6]}/event/telemetry"
     sub = Subscriber(broker, topic, n, workdir)
-    pub = common.client(broker, "bare")
+    pub = connected_client(broker, "bench-bare")
     payload = b"x" * size
     # paho's message ids are 16-bit: with more than 65,535 messages queued at once publish()
     # refuses the colliding ones. So past BARE_QUEUE unacknowledged the loop lets paho catch up.
@@ -126,7 +125,7 @@ def run_bare(broker: Broker, n: int, size: int, workdir: Path) -> float:
         if pub.publish(topic, payload, qos=1).rc != 0:
             raise RuntimeError("paho refused a publish")
     done = sub.join(600)
-    common.close(pub)
+    close_client(pub)
     return n / ((done - t0) / 1e9)
 
 
@@ -141,25 +140,13 @@ def run_hub(
     topics = HubTopics("bench", hub_id)
     sub = Subscriber(broker, topics.event("telemetry"), n, workdir)
     dispatcher = Dispatcher(outbox, topics, receipts=False, window=window)
-    uplink = Uplink(
-        BrokerSettings(broker.host, broker.port, client_id=f"tuquan-bench-{hub_id}"),
-        topics,
-        UplinkHandlers(
-            connected=dispatcher.on_connected,
-            disconnected=dispatcher.on_disconnected,
-            published=dispatcher.on_published,
-            receipt=dispatcher.on_receipt,
-            command=lambda name, payload, retained: None,
-        ),
-        max_inflight=inflight,
-    )
-    dispatcher.attach(uplink)
+    uplink = uplink_for(dispatcher, broker, topics, max_inflight=inflight)
     uplink.start()
-    common.wait_until(lambda: uplink.connected, 10, "uplink connection")
+    wait_until(lambda: uplink.connected, 10, "uplink connection")
     t0 = time.perf_counter_ns()
     dispatcher.start()  # takes the queued "online" first, then drains
     done = sub.join(600)
-    common.wait_until(
+    wait_until(
         lambda: dispatcher.call(lambda o: o.undelivered).result(10) == 0, 60, "all delivered"
     )
     dispatcher.stop(1.0)
@@ -186,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     common.log_to_file(workdir / "hub.log")
     try:
         fill_s, size = fill(filled, n)
-        with mosquitto() as broker:
+        with common.mosquitto() as broker:
             bares, hubs = [], []
             for _ in range(ROUNDS):  # interleaved, medians: the machine is shared and noisy
                 bares.append(run_bare(broker, n, size, workdir))

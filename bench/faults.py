@@ -20,44 +20,28 @@ import random
 import shutil
 import statistics
 import time
-import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bench import common
-from bench.alarm_latency import Arrivals
-from bench.broker import Broker, mosquitto
 from commune.receiver import Receiver
 from commune.store import EventStore
-from hw_sim.simulator import SimulatedHub, default_config_path
-from settings import Config, parse_config
+from hw_sim.simulator import SimulatedHub
+from settings import Config
+from testkit.hubs import COMMUNE, press_and_release, sim_config, sim_hub
+from testkit.mqtt import Subscriber
+from testkit.waiting import wait_until
 
-COMMUNE = "demo"
+STEP_S = 0.005  # how often a timed wait looks
 
 
 def hub_config(receipts: bool = True) -> Config:
-    data = tomllib.loads(default_config_path().read_text())
-    for table in ("cameras", "buses", "nodes"):
-        data.pop(table, None)
-    data["uplink"].update(receipts=receipts, receipt_timeout_s=600)
-    return parse_config(data, base_dir=default_config_path().parent, env={})
-
-
-@contextmanager
-def hub_on(broker: Broker, data_dir: Path, cfg: Config | None = None) -> Iterator[SimulatedHub]:
-    hub = SimulatedHub(cfg or hub_config(), data_dir, broker=(broker.host, broker.port))
-    hub.start()
-    try:
-        yield hub
-    finally:
-        hub.stop(drain_timeout_s=1.0)
-
-
-def press(hub: SimulatedHub) -> None:
-    hub.board.press("panic-1")
-    hub.board.release("panic-1")
+    """No camera, no sensor bus; a receipt timeout far beyond any wait here."""
+    return sim_config(
+        camera=False, sensor_bus=False, uplink={"receipts": receipts, "receipt_timeout_s": 600}
+    )
 
 
 def panics_stored(db: Path) -> int:
@@ -79,40 +63,36 @@ def temp_dir(root: str, prefix: str) -> Iterator[Path]:
 
 def broker_restart(root: Path, persistence: bool, hub_first: bool) -> float:
     """Seconds from broker-and-receiver back to the outage's panics stored."""
-    extra = ""
-    if persistence:
-        (root / "mq").mkdir()
-        extra = f"persistence true\npersistence_location {root}/mq/\nautosave_interval 1"
     db = root / "receiver.sqlite3"
-    with mosquitto(extra) as broker:
+    with common.mosquitto(persistent=persistence) as broker:
         receiver = Receiver(broker.host, broker.port, COMMUNE, db, keepalive=5)
         receiver.start()
         try:
             assert receiver.wait_subscribed(10)
-            with hub_on(broker, root / "hub") as hub:
-                common.wait_until(lambda: hub.hub.uplink.connected, 10, "hub online")
-                press(hub)
-                common.wait_until(lambda: panics_stored(db) == 1, 20, "first panic")
+            with sim_hub(broker, root / "hub", hub_config()) as hub:
+                wait_until(lambda: hub.hub.uplink.connected, 10, "hub online")
+                press_and_release(hub)
+                wait_until(lambda: panics_stored(db) == 1, 20, "first panic")
                 broker.stop()
                 if hub_first:
                     receiver.stop()
-                press(hub)
-                press(hub)
+                press_and_release(hub)
+                press_and_release(hub)
                 if hub_first:
                     broker.start()
-                    common.wait_until(lambda: hub.hub.uplink.connected, 60, "hub back")
+                    wait_until(lambda: hub.hub.uplink.connected, 60, "hub back")
                     time.sleep(0.5)  # it has re-published to nobody
                     receiver = Receiver(broker.host, broker.port, COMMUNE, db, keepalive=5)
                     receiver.start()
                     assert receiver.wait_subscribed(60)
                     back = time.monotonic()
-                    common.wait_until(lambda: panics_stored(db) == 3, 60, "outage panics")
+                    wait_until(lambda: panics_stored(db) == 3, 60, "outage panics", step=STEP_S)
                     return time.monotonic() - back
             broker.start()
             assert receiver.wait_subscribed(60)
             back = time.monotonic()
-            with hub_on(broker, root / "hub"):
-                common.wait_until(lambda: panics_stored(db) == 3, 60, "outage panics")
+            with sim_hub(broker, root / "hub", hub_config()):
+                wait_until(lambda: panics_stored(db) == 3, 60, "outage panics", step=STEP_S)
                 return time.monotonic() - back
         finally:
             receiver.stop()
@@ -122,9 +102,12 @@ def broker_restart(root: Path, persistence: bool, hub_first: bool) -> float:
 
 
 def refused_disk(root: Path, n: int) -> dict[str, Any]:
-    with mosquitto() as broker, hub_on(broker, root / "hub", hub_config(receipts=False)) as hub:
-        arrivals = Arrivals(broker, [hub.hub.topics.event("panic")])
-        common.wait_until(lambda: hub.hub.uplink.connected, 10, "hub online")
+    with (
+        common.mosquitto() as broker,
+        sim_hub(broker, root / "hub", hub_config(receipts=False)) as hub,
+        Subscriber(broker, hub.hub.topics.event("panic"), timeout=30) as arrivals,
+    ):
+        wait_until(lambda: hub.hub.uplink.connected, 10, "hub online")
         lat: dict[bool, list[float]] = {False: [], True: []}
         for i in range(2 * n):
             refuse = i % 2 == 1
@@ -132,12 +115,11 @@ def refused_disk(root: Path, n: int) -> dict[str, Any]:
                 lambda o, r=refuse: o.conn.execute(f"PRAGMA query_only={int(r)}")
             ).result(10)
             if not refuse:  # let the held rows go to disk before the healthy press
-                common.wait_until(lambda: hub.hub.outbox.health()["state"] == "ok", 10, "ok")
-            seen = len(arrivals.times)
+                wait_until(lambda: hub.hub.outbox.health()["state"] == "ok", 10, "ok")
+            seen = arrivals.count
             t0 = time.perf_counter_ns()
-            press(hub)
-            lat[refuse].append((arrivals.wait_for(seen + 1) - t0) / 1e6)
-        common.close(arrivals.client)
+            press_and_release(hub)
+            lat[refuse].append((arrivals.message_at(seen).received_ns - t0) / 1e6)
     healthy, refused = lat[False], lat[True]
     return {
         "healthy_p50_ms": round(statistics.median(healthy), 2),
@@ -152,8 +134,8 @@ def damaged_start(root: Path, damage: bool, rows: int) -> float:
     """Seconds from Hub.start() to the first panic at a subscriber."""
     hub_dir = root / ("damaged" if damage else "sound")
     cfg = hub_config(receipts=True)
-    with mosquitto() as broker:
-        with hub_on(broker, hub_dir, cfg) as hub:
+    with common.mosquitto() as broker:
+        with sim_hub(broker, hub_dir, cfg) as hub:
             hub.handle({"cmd": "emit", "kind": "telemetry", "count": min(rows, 10_000)})
         if damage:
             path = hub_dir / "outbox.sqlite3"
@@ -162,16 +144,16 @@ def damaged_start(root: Path, damage: bool, rows: int) -> float:
                 f.seek(size // 2)
                 f.write(random.Random(1).randbytes(16384))
         hub = SimulatedHub(cfg, hub_dir, broker=(broker.host, broker.port))
-        arrivals = Arrivals(broker, [hub.hub.topics.event("panic")])
+        arrivals = Subscriber(broker, hub.hub.topics.event("panic"))
         t0 = time.monotonic()
         hub.start()
         try:
-            press(hub)
-            arrivals.wait_for(1, 60)
+            press_and_release(hub)
+            arrivals.message_at(0, 60)
             return time.monotonic() - t0
         finally:
             hub.stop(drain_timeout_s=1.0)
-            common.close(arrivals.client)
+            arrivals.close()
 
 
 def main() -> None:

@@ -22,7 +22,6 @@ floor (and the ACK's time for the round trip).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import threading
@@ -34,10 +33,13 @@ from typing import Any
 import serial
 
 from bench import common
-from bench.broker import Broker, mosquitto
 from firmware_py import codec
 from hw_sim.nodes import SMOKE_THRESHOLD
-from hw_sim.simulator import SimulatedHub, load_sim_config
+from hw_sim.simulator import SimulatedHub
+from testkit.broker import Broker
+from testkit.hubs import sim_config
+from testkit.mqtt import Subscriber, close_client, connected_client
+from testkit.waiting import wait_until
 
 BAUD = 115_200
 WARMUP = 20
@@ -49,32 +51,6 @@ FIRMWARE = {"poll_ms": 1, "debounce_ms": 0}
 def wire_ms(nbytes: int) -> float:
     """Time on a 115200-baud 8N1 wire."""
     return nbytes * 10 / BAUD * 1000
-
-
-class Arrivals:
-    """A subscriber noting each message's arrival (paho's network thread)."""
-
-    def __init__(self, broker: Broker, topics: list[str]) -> None:
-        self.messages: list[tuple[int, str, bytes]] = []
-        self.cond = threading.Condition()
-        subscribed = threading.Event()
-        self.client = common.client(broker, "sub")
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.subscribe([(t, 1) for t in topics])
-        if not subscribed.wait(10):
-            raise RuntimeError("no SUBACK")
-
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        now = time.perf_counter_ns()
-        with self.cond:
-            self.messages.append((now, msg.topic, bytes(msg.payload)))
-            self.cond.notify_all()
-
-    def wait_for(self, count: int, timeout: float = 30.0) -> None:
-        with self.cond:
-            if not self.cond.wait_for(lambda: len(self.messages) >= count, timeout):
-                raise TimeoutError(f"message {count} never arrived")
 
 
 class Taps:
@@ -103,7 +79,7 @@ class BareReader:
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)
         self.port = serial.Serial(os.ttyname(self.slave), BAUD, timeout=0.1, exclusive=True)
-        self.pub = common.client(broker, "bare")
+        self.pub = connected_client(broker, "bench-bare")
         self.read_at: list[int] = []  # when each frame came out of the pty
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bare-reader", daemon=True)
@@ -129,7 +105,7 @@ class BareReader:
         self._stop.set()
         self._thread.join(2.0)
         self.port.close()
-        common.close(self.pub)
+        close_client(self.pub)
         for fd in (self.master, self.slave):
             os.close(fd)
 
@@ -156,56 +132,53 @@ def stats(
 
 
 def run(broker: Broker, data_dir: Path, n: int) -> list[dict[str, Any]]:
-    cfg = load_sim_config()
-    update: dict[str, Any] = {"uplink": cfg.uplink.model_copy(update={"receipts": False})}
-    if "cameras" in type(cfg).model_fields:
-        update["cameras"] = ()  # the sensor bus alone: a camera pipeline would share the CPU
-    cfg = cfg.model_copy(update=update)
+    # The sensor bus alone: a camera pipeline would share the CPU.
+    cfg = sim_config(camera=False, uplink={"receipts": False})
     sim = SimulatedHub(cfg, data_dir, broker=(broker.host, broker.port), node_firmware=FIRMWARE)
     node = sim.nodes.node("smoke-1")
     assert sim.hub.cfg.bus(node.spec.bus).baud == BAUD
     taps = Taps(node.link)
     smoke_topic = sim.hub.topics.event("smoke")
-    arrivals = Arrivals(broker, [smoke_topic, BARE_TOPIC])
+    arrivals = Subscriber(broker, smoke_topic, BARE_TOPIC, timeout=30)
     bare = BareReader(broker)
     edges: list[tuple[int, int]] = []  # (level, edge ns)
     bare_sent: list[int] = []
     sim.start()
     try:
-        common.wait_until(lambda: sim.hub.uplink.connected, 10, "hub connection")
-        common.wait_until(lambda: node.node.stats["heartbeats"] > 0, 10, "the node's boot")
+        wait_until(lambda: sim.hub.uplink.connected, 10, "hub connection")
+        wait_until(lambda: node.node.stats["heartbeats"] > 0, 10, "the node's boot")
         for i in range(WARMUP + n):
             level = SMOKE_THRESHOLD + i
-            expected = len(arrivals.messages) + 1
+            seen = arrivals.count
             t0 = time.perf_counter_ns()
             node.set_smoke_level(level)
-            arrivals.wait_for(expected)
+            arrivals.message_at(seen)
             if i >= WARMUP:
                 edges.append((level, t0))
             node.set_smoke_level(CLEAN_AIR)
-            arrivals.wait_for(expected + 1)
-            common.wait_until(lambda: not node.node.outstanding(), 10, "the node's ACKs")
+            arrivals.message_at(seen + 1)
+            wait_until(lambda: not node.node.outstanding(), 10, "the node's ACKs", step=0.005)
             frame = codec.encode(codec.ALARM, 99, 1, i, codec.alarm_payload(codec.SMOKE, level))
             t_bare = bare.send(frame)
-            arrivals.wait_for(expected + 2)
+            arrivals.message_at(seen + 2)
             if i >= WARMUP:
                 bare_sent.append(t_bare)
             time.sleep(0.002)
     finally:
         sim.stop(drain_timeout_s=1.0)
         bare.close()
-        common.close(arrivals.client)
+        arrivals.close()
 
     # Match each alarm's edge, frame, ACK and arrival.
     arrived = {}
     bare_arrived = []
-    for t, topic, payload in arrivals.messages:
-        if topic == BARE_TOPIC:
-            bare_arrived.append(t)
+    for message in arrivals.messages:
+        if message.topic == BARE_TOPIC:
+            bare_arrived.append(message.received_ns)
             continue
-        event = json.loads(payload)
+        event = message.json()
         if event["qualifier"] == "E":
-            arrived.setdefault(event["data"]["level"], t)
+            arrived.setdefault(event["data"]["level"], message.received_ns)
     sent = []  # (ns, frame) of every ALARM the node wrote, first copies and re-sends
     for t, data in taps.sent:
         sent += [(t, f) for f in frames_in(data) if f.mtype == codec.ALARM]
@@ -248,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     fs = common.filesystem_of(data_dir)
     common.log_to_file(data_dir / "hub.log")
     try:
-        with mosquitto() as broker:
+        with common.mosquitto() as broker:
             rows = run(broker, data_dir, n)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)

@@ -21,9 +21,9 @@ from pathlib import Path
 import psutil
 
 from bench import common
-from bench.broker import mosquitto
 from hw_sim.control import request
 from hw_sim.simulator import default_config_path, load_sim_config
+from testkit.waiting import wait_until
 
 TARGET_MB = 60.0
 EVENTS = 1_000
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     events = 200 if args.quick else EVENTS
     data_dir = common.disk_dir(args.data_root, "bench-rss-")
     try:
-        with mosquitto() as broker:
+        with common.mosquitto() as broker:
             bare = subprocess.Popen(
                 [sys.executable, "-c", BARE, broker.host, str(broker.port)],
                 stdin=subprocess.PIPE,
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
                     except OSError:
                         return {}
 
-                common.wait_until(lambda: status().get("online"), 30, "hub online")
+                wait_until(lambda: status().get("online"), 30, "hub online")
                 time.sleep(SETTLE_S)
                 started = memory_mb(hub.pid)
                 for _ in range(events // 100):
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
                         data_dir, {"cmd": "emit", "kind": "telemetry", "count": 100}, timeout=60
                     )
                     assert answer.get("ok"), answer
-                common.wait_until(lambda: status()["outbox"]["pending"] == 0, 60, "all published")
+                wait_until(lambda: status()["outbox"]["pending"] == 0, 60, "all published")
                 time.sleep(SETTLE_S)
                 after = memory_mb(hub.pid)
             finally:

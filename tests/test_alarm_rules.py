@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import pytest
 from gpiozero import OutputDevice
 from gpiozero.pins.mock import MockFactory
-from hub_helpers import wait_until
 
 from core.events import NEW, RESTORE, Event
 from gateway.alarm import AlarmRule, AlarmRules
+from testkit.waiting import wait_until
 
 
 @pytest.fixture

@@ -21,8 +21,6 @@ from typing import Any
 
 import pytest
 from certs import Certs, make_certs
-from hub_helpers import wait_until
-from mqtt_helpers import Subscriber
 from test_tls_auth import write_password_file
 
 from commune.config import load_receiver_config
@@ -32,6 +30,8 @@ from gateway.service import broker_settings
 from hw_sim.control import request
 from hw_sim.simulator import default_config_path
 from settings import PASSWORD_ENV, load_config
+from testkit.mqtt import Subscriber
+from testkit.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 TUQUAN = [sys.executable, "-m", "tuquan"]

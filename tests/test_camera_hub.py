@@ -14,20 +14,20 @@ import subprocess
 import sys
 import textwrap
 import time
-import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hub_helpers import COMMUNE, HUB, outbox_counts, sim_hub, wait_until
-from mqtt_helpers import Message, Subscriber
 from PIL import Image
 
 from commune.receiver import Receiver
 from core.topics import HubTopics
-from hw_sim.simulator import SimulatedHub, default_config_path
-from settings import Config, parse_config
+from hw_sim.simulator import SimulatedHub
+from settings import Config
+from testkit.hubs import COMMUNE, HUB, outbox_counts, parse_sim_config, sim_config_data, sim_hub
+from testkit.mqtt import Message, Subscriber
+from testkit.waiting import wait_until
 
 TOPICS = HubTopics(COMMUNE, HUB)
 EVENTS = TOPICS.event("+")
@@ -46,11 +46,9 @@ FAST = {
 
 def camera_config(detection: dict[str, Any] | None = None, **uplink: Any) -> Config:
     """The default simulated hub, its cam-1 fast, with ``[detection]`` and ``[uplink]`` keys."""
-    data = tomllib.loads(default_config_path().read_text())
+    data = sim_config_data(detection=detection or {}, uplink=uplink)
     data["cameras"][0].update(FAST)
-    data["detection"].update(detection or {})
-    data["uplink"].update(uplink)
-    return parse_config(data, base_dir=default_config_path().parent, env={})
+    return parse_sim_config(data)
 
 
 def hub_dir(tmp_path: Path) -> Path:

@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 import pytest
 from camera_scenes import FakeClock, noisy, street, write_avi, write_jpegs
-from conftest import free_port
 
 from core.events import Event
 from sensors.camera.pipeline import CameraPipeline
@@ -29,6 +28,7 @@ from sensors.camera.sources import (
 )
 from settings.cameras import CameraConfig, TamperConfig
 from settings.cameras import redact_url as redact
+from testkit.broker import free_port
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 RTSP_SERVER = Path(__file__).with_name("rtsp_server.py")

@@ -12,10 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from hub_helpers import EVENTS, wait_until
-from mqtt_helpers import Subscriber
-
 from hw_sim.control import request
+from testkit.hubs import EVENTS
+from testkit.mqtt import Subscriber
+from testkit.waiting import wait_until
 
 TUQUAN = [sys.executable, "-m", "tuquan"]
 REPO = Path(__file__).resolve().parent.parent

@@ -14,14 +14,15 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from hub_helpers import COMMUNE, EVENTS, outbox_counts, sim_hub, wait_until
-from mqtt_helpers import Subscriber
 
 from commune.receiver import Receiver
 from commune.store import EventStore
 from gateway.outbox import DELIVERED, Outbox
 from hw_sim.control import request
 from hw_sim.simulator import default_config_path
+from testkit.hubs import COMMUNE, EVENTS, outbox_counts, sim_hub
+from testkit.mqtt import Subscriber
+from testkit.waiting import wait_until
 
 
 def write_sim_config(path: Path, **uplink: object) -> Path:

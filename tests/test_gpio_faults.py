@@ -24,8 +24,6 @@ import pytest
 from gpiozero import Button, OutputDevice
 from gpiozero.exc import GPIOPinInUse
 from gpiozero.pins.mock import MockFactory, MockPin
-from hub_helpers import wait_until
-from mqtt_helpers import Subscriber
 
 from core.errors import HardwareError
 from core.events import NEW, RESTORE, Event
@@ -36,6 +34,8 @@ from sensors.gpio import close_all
 from sensors.gpio_inputs import GpioInputs
 from sensors.gpio_outputs import make_outputs, output_faults
 from settings import Config, parse_config
+from testkit.mqtt import Subscriber
+from testkit.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 TUQUAN = [sys.executable, "-m", "tuquan"]

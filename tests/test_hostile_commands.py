@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-from hub_helpers import COMMUNE, HUB, sim_hub, wait_until
-from mqtt_helpers import Subscriber
 
 from core.safe_json import loads_untrusted, nesting_depth
 from core.topics import HubTopics
+from testkit.hubs import COMMUNE, HUB, sim_hub
+from testkit.mqtt import Subscriber
+from testkit.waiting import wait_until
 
 TOPICS = HubTopics(COMMUNE, HUB)
 SILENCE = f"{TOPICS.base}/cmd/silence"

@@ -8,10 +8,10 @@ import time
 import uuid
 from pathlib import Path
 
-from hub_helpers import COMMUNE, EVENTS, HUB, outbox_counts, sim_hub, wait_until
-from mqtt_helpers import Subscriber
-
 from core.topics import HubTopics
+from testkit.hubs import COMMUNE, EVENTS, HUB, outbox_counts, sim_hub
+from testkit.mqtt import Subscriber
+from testkit.waiting import wait_until
 
 TOPICS = HubTopics(COMMUNE, HUB)
 BOUNCE_S = 0.08  # longer than the inputs' 50 ms debounce, so every edge counts
@@ -112,7 +112,7 @@ def test_local_silence_input_stops_the_siren_and_is_reported(mosquitto, tmp_path
 
 
 def test_siren_turns_off_after_its_time(mosquitto, tmp_path: Path) -> None:
-    from hub_helpers import sim_config
+    from testkit.hubs import sim_config
 
     cfg = sim_config(uplink={"receipts": False})
     rules = [r.model_copy(update={"seconds": 0.3}) for r in cfg.rules]

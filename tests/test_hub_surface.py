@@ -5,17 +5,15 @@ silence that silences once."""
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from hub_helpers import COMMUNE, EVENTS, HUB, sim_hub, wait_until
-from mqtt_helpers import Subscriber
-
 from core.topics import HubTopics
 from hw_sim.control import request
-from hw_sim.simulator import default_config_path
-from settings import Config, parse_config
+from settings import Config
+from testkit.hubs import COMMUNE, EVENTS, HUB, parse_sim_config, sim_config_data, sim_hub
+from testkit.mqtt import Subscriber
+from testkit.waiting import wait_until
 
 TOPICS = HubTopics(COMMUNE, HUB)
 
@@ -23,11 +21,11 @@ TOPICS = HubTopics(COMMUNE, HUB)
 def config(drop: tuple[str, ...] = (), **tables: Any) -> Config:
     """The default simulated hub without its camera (no model to load), ``drop`` left out and
     ``tables`` replaced."""
-    data = tomllib.loads(default_config_path().read_text())
-    for name in ("cameras", "detection", "snapshots", *drop):
+    data = sim_config_data(camera=False)
+    for name in drop:
         data.pop(name, None)
     data.update(tables)
-    return parse_config(data, base_dir=default_config_path().parent, env={})
+    return parse_sim_config(data)
 
 
 def total(counts: dict[str, int]) -> int:

@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("core", "settings", "models", "sensors", "gateway", "commune", "hw_sim", "tuquan")
+PACKAGES = (
+    "core",
+    "settings",
+    "models",
+    "sensors",
+    "gateway",
+    "commune",
+    "hw_sim",
+    "tuquan",
+    "testkit",
+)
 MAX_LINES = 500
 # A longer module opens (docstring or leading comment) with this phrase and its reason.
 LONG_REASON = "Longer than 500 lines because"

@@ -11,7 +11,6 @@ import contextlib
 import os
 import select
 import threading
-import tomllib
 import tty
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -19,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hub_helpers import COMMUNE, EVENTS, HUB, sim_hub, wait_until
-from mqtt_helpers import Subscriber
 
 from core.events import Event
 from core.topics import HubTopics
-from hw_sim.simulator import default_config_path
 from sensors.modbus import ModbusLine, ModbusPollers
-from settings import Config, ModbusConfig, parse_config
+from settings import Config, ModbusConfig
+from testkit.hubs import COMMUNE, EVENTS, HUB, sim_config, sim_hub
+from testkit.mqtt import Subscriber
+from testkit.waiting import wait_until
 
 TOPICS = HubTopics(COMMUNE, HUB)
 UNIT = 7
@@ -341,24 +340,24 @@ def test_another_device_at_the_port_path_is_found_when_a_poll_goes_unanswered(
 
 
 def modbus_hub_config(port: str) -> Config:
-    data = tomllib.loads(default_config_path().read_text())
-    data["uplink"]["receipts"] = False
-    data["modbus"] = [
-        {
-            "name": "gas-1",
-            "port": port,
-            "unit": UNIT,
-            "register": REGISTER,
-            "function": 4,
-            "kind": "gas",
-            "threshold": 50,
-            "restore_below": 30,
-            "poll_s": 0.05,
-            "timeout_s": 0.1,
-            "zone": "kitchen",
-        }
-    ]
-    return parse_config(data, base_dir=default_config_path().parent, env={})
+    return sim_config(
+        uplink={"receipts": False},
+        modbus=[
+            {
+                "name": "gas-1",
+                "port": port,
+                "unit": UNIT,
+                "register": REGISTER,
+                "function": 4,
+                "kind": "gas",
+                "threshold": 50,
+                "restore_below": 30,
+                "poll_s": 0.05,
+                "timeout_s": 0.1,
+                "zone": "kitchen",
+            }
+        ],
+    )
 
 
 def test_a_gas_alarm_from_a_modbus_detector_reaches_the_commune(

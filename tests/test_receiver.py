@@ -9,17 +9,18 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from mqtt_helpers import Message, Subscriber
 
 from commune.receiver import Receiver, ReceiverStats
 from commune.store import EventStore, ReceivedEvent
 from core.events import Event
 from core.topics import HubTopics
+from testkit.mqtt import Subscriber
+from testkit.receivers import receipt_ids, wait_stats
 
 COMMUNE = "phuong-7"
 HUB = "hub-1"
@@ -31,21 +32,6 @@ def make_event(kind: str = "panic", seq: int = 1, **fields: Any) -> Event:
     """An event as the hub's outbox publishes it: committed, so it has its seq."""
     event = Event(kind=kind, zone="guard-post", source="panic-1", **fields)
     return dataclasses.replace(event, seq=seq)
-
-
-def receipt_ids(messages: list[Message]) -> list[str]:
-    return [i for m in messages for i in m.json()["ids"]]
-
-
-def wait_stats(
-    receiver: Receiver, predicate: Callable[[ReceiverStats], bool], timeout: float = 10.0
-) -> ReceiverStats:
-    deadline = time.monotonic() + timeout
-    while not predicate(stats := receiver.stats):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"receiver stats never matched; last {stats}")
-        time.sleep(0.01)
-    return stats
 
 
 def publish_until_receipted(
@@ -65,32 +51,8 @@ def publish_until_receipted(
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "commune.sqlite3"
-
-
-@pytest.fixture
-def start_receiver(mosquitto: Any, db_path: Path) -> Iterator[Callable[..., Receiver]]:
-    """Start a subscribed receiver for COMMUNE; every one is stopped at the end."""
-    started: list[Receiver] = []
-
-    def start(**kwargs: Any) -> Receiver:
-        receiver = Receiver(mosquitto.host, mosquitto.port, COMMUNE, db_path, **kwargs)
-        started.append(receiver)
-        receiver.start()
-        assert receiver.wait_subscribed(10), "receiver did not subscribe"
-        return receiver
-
-    yield start
-    for receiver in started:
-        receiver.stop()
-
-
-@pytest.fixture
-def hub(mosquitto: Any) -> Iterator[Subscriber]:
-    """The hub's side of the link: publishes events, hears its receipts."""
-    with Subscriber(mosquitto, TOPICS.receipt) as sub:
-        yield sub
+def hub_topics() -> HubTopics:
+    return TOPICS
 
 
 def test_event_is_stored_once_and_receipted(

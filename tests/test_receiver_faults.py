@@ -19,14 +19,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from hub_helpers import outbox_counts, sim_hub, wait_until
-from mqtt_helpers import Message, Subscriber
 
 from commune.receiver import Receiver, ReceiverStats
 from commune.store import EventStore, ReceivedEvent
@@ -41,6 +39,10 @@ from commune.validate import (
 )
 from core.events import Event
 from core.topics import HubTopics, receiver_status_topic
+from testkit.hubs import outbox_counts, sim_hub
+from testkit.mqtt import Subscriber
+from testkit.receivers import receipt_ids, wait_stats
+from testkit.waiting import wait_until
 
 COMMUNE = "phuong-9"
 HUB = "hub-1"
@@ -131,46 +133,15 @@ POISON: dict[str, tuple[str, bytes]] = {
 }
 
 
-def receipt_ids(messages: list[Message]) -> list[str]:
-    return [i for m in messages for i in m.json()["ids"]]
-
-
-def wait_stats(
-    receiver: Receiver, predicate: Callable[[ReceiverStats], bool], timeout: float = 10.0
-) -> ReceiverStats:
-    wait_until(lambda: predicate(receiver.stats), timeout, f"stats; last {receiver.stats}")
-    return receiver.stats
+@pytest.fixture
+def hub_topics() -> HubTopics:
+    return TOPICS
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "commune.sqlite3"
-
-
-@pytest.fixture
-def start_receiver(mosquitto: Any, db_path: Path) -> Iterator[Callable[..., Receiver]]:
-    """Start a subscribed receiver for COMMUNE (always the same client id, so a restart finds
-    its session); every one is stopped at the end."""
-    started: list[Receiver] = []
-
-    def start(**kwargs: Any) -> Receiver:
-        kwargs.setdefault("client_id", CLIENT_ID)
-        receiver = Receiver(mosquitto.host, mosquitto.port, COMMUNE, db_path, **kwargs)
-        started.append(receiver)
-        receiver.start()
-        assert receiver.wait_subscribed(10), "receiver did not subscribe"
-        return receiver
-
-    yield start
-    for receiver in started:
-        receiver.stop()
-
-
-@pytest.fixture
-def hub(mosquitto: Any) -> Iterator[Subscriber]:
-    """A hub's side of the link: publishes raw messages, hears its receipts."""
-    with Subscriber(mosquitto, TOPICS.receipt) as sub:
-        yield sub
+def receiver_options() -> dict[str, Any]:
+    """Always the same client id, so a restarted receiver finds its session."""
+    return {"client_id": CLIENT_ID}
 
 
 def send_genuine_and_check(

@@ -8,39 +8,32 @@ the hub's reconnect, and on the receiver's "online" message) can deliver in time
 
 from __future__ import annotations
 
-import tomllib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hub_helpers import COMMUNE, outbox_counts, wait_until
 
 from commune.receiver import Receiver
 from commune.store import EventStore
-from hw_sim.simulator import SimulatedHub, default_config_path
-from settings import Config, parse_config
+from hw_sim.simulator import SimulatedHub
+from testkit.hubs import COMMUNE, outbox_counts, press_and_release, sim_hub
+from testkit.waiting import wait_until
 
 WAIT_S = 20.0  # far less than the receipt timeout below
 
 
-def hub_config() -> Config:
-    data = tomllib.loads(default_config_path().read_text())
-    for table in ("cameras", "buses", "nodes"):
-        data.pop(table, None)
-    data["uplink"].update(receipts=True, receipt_timeout_s=600)
-    return parse_config(data, base_dir=default_config_path().parent, env={})
-
-
-@contextmanager
-def hub_on(broker: Any, data_dir: Path) -> Iterator[SimulatedHub]:
-    hub = SimulatedHub(hub_config(), data_dir, broker=(broker.host, broker.port))
-    hub.start()
-    try:
-        yield hub
-    finally:
-        hub.stop(drain_timeout_s=1.0)
+def hub_on(broker: Any, data_dir: Path) -> AbstractContextManager[SimulatedHub]:
+    """The default simulated hub without its camera and sensor bus, receipts on, and a receipt
+    timeout far beyond the tests' waits."""
+    return sim_hub(
+        broker,
+        data_dir,
+        camera=False,
+        sensor_bus=False,
+        uplink={"receipts": True, "receipt_timeout_s": 600},
+    )
 
 
 def new_receiver(broker: Any, data_dir: Path) -> Receiver:
@@ -54,21 +47,9 @@ def stored(data_dir: Path) -> list[dict[str, Any]]:
         return [e for e in store.recent(1000) if e["kind"] == "panic"]
 
 
-def press(hub: SimulatedHub) -> None:
-    hub.board.press("panic-1")
-    hub.board.release("panic-1")
-
-
 @pytest.fixture(params=[False, True], ids=["no-persistence", "persistence"])
-def broker(request: pytest.FixtureRequest, mosquitto_factory: Callable[..., Any], tmp_path: Path):
-    if not request.param:
-        return mosquitto_factory(name="broker")
-    store = tmp_path / "broker-db"
-    store.mkdir()
-    return mosquitto_factory(
-        name="broker",
-        extra_config=f"persistence true\npersistence_location {store}/\nautosave_interval 1",
-    )
+def broker(request: pytest.FixtureRequest, mosquitto_factory: Callable[..., Any]) -> Any:
+    return mosquitto_factory(name="broker", persistent=request.param)
 
 
 def test_alarms_of_an_outage_arrive_when_the_hub_is_back_first(broker, tmp_path: Path) -> None:
@@ -77,12 +58,12 @@ def test_alarms_of_an_outage_arrive_when_the_hub_is_back_first(broker, tmp_path:
         assert receiver.wait_subscribed(10)
         with hub_on(broker, tmp_path / "hub") as hub:
             wait_until(lambda: hub.hub.uplink.connected, what="hub online")
-            press(hub)
+            press_and_release(hub)
             wait_until(lambda: len(stored(tmp_path)) == 1, WAIT_S, "first panic stored")
             broker.stop()
             receiver.stop()
-            press(hub)
-            press(hub)
+            press_and_release(hub)
+            press_and_release(hub)
             broker.start()
             # The hub is back and publishes before any receiver is subscribed: the broker
             # acknowledges and (without persistence) drops.
@@ -100,11 +81,11 @@ def test_alarms_of_an_outage_arrive_when_the_receiver_is_back_first(broker, tmp_
         assert receiver.wait_subscribed(10)
         with hub_on(broker, tmp_path / "hub") as hub:
             wait_until(lambda: hub.hub.uplink.connected, what="hub online")
-            press(hub)
+            press_and_release(hub)
             wait_until(lambda: len(stored(tmp_path)) == 1, WAIT_S, "first panic stored")
             broker.stop()
-            press(hub)
-            press(hub)
+            press_and_release(hub)
+            press_and_release(hub)
             # The hub stays away (stopped, its outbox on disk) until the receiver is back.
         broker.start()
         wait_until(lambda: receiver.wait_subscribed(0.1), WAIT_S, "receiver subscribed")

@@ -11,25 +11,24 @@ import os
 import sqlite3
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hub_helpers import COMMUNE, EVENTS, HUB, outbox_counts, sim_hub, wait_until
-from mqtt_helpers import Subscriber
 from pty_helpers import NodeEnd
 
 from core.events import Event
 from core.topics import HubTopics
 from firmware_py import codec
 from gateway.service import OUTBOX_FILE
-from hw_sim.simulator import default_config_path
 from sensors.serial_bus import SerialBus, SerialBuses
 from sensors.supervision import Supervisor
-from settings import BusConfig, Config, NodeConfig, parse_config
+from settings import BusConfig, Config, NodeConfig
+from testkit.hubs import COMMUNE, EVENTS, HUB, outbox_counts, sim_config, sim_hub
+from testkit.mqtt import Subscriber
+from testkit.waiting import wait_until
 
 TOPICS = HubTopics(COMMUNE, HUB)
 NODE_ID = 5
@@ -123,11 +122,11 @@ def make_bus() -> Iterator[Callable[..., SerialBus]]:
 
 def bus_hub_config(port: str, uplink: dict[str, Any] | None = None, **node: Any) -> Config:
     """The default simulated hub plus one bus on ``port`` with the smoke node on it."""
-    data = tomllib.loads(default_config_path().read_text())
-    data["uplink"].update({"receipts": False, **(uplink or {})})
-    data["buses"] = [{"name": "bus-1", "port": port}]
-    data["nodes"] = [{"name": "smoke-1", "bus": "bus-1", "id": NODE_ID, "zone": "kitchen", **node}]
-    return parse_config(data, base_dir=default_config_path().parent, env={})
+    return sim_config(
+        uplink={"receipts": False, **(uplink or {})},
+        buses=[{"name": "bus-1", "port": port}],
+        nodes=[{"name": "smoke-1", "bus": "bus-1", "id": NODE_ID, "zone": "kitchen", **node}],
+    )
 
 
 def stored_kinds(data_dir: Path) -> list[str]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hub_helpers import sim_hub, wait_until
+from testkit.hubs import sim_hub
+from testkit.waiting import wait_until
 
 
 def test_holds_leave_no_timer_behind_and_a_new_hold_replaces_the_last(

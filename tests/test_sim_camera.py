@@ -13,14 +13,15 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from hub_helpers import EVENTS, sim_hub, wait_until
-from mqtt_helpers import Subscriber
 
 from hw_sim.board import SimError
 from hw_sim.camera import VirtualCamera, virtual_cameras
 from hw_sim.control import request
 from hw_sim.simulator import load_sim_config
 from sensors.camera.sources import FrameSource, SourceError
+from testkit.hubs import EVENTS, sim_hub
+from testkit.mqtt import Subscriber
+from testkit.waiting import wait_until
 
 TUQUAN = [sys.executable, "-m", "tuquan"]
 REPO = Path(__file__).resolve().parent.parent

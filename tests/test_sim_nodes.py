@@ -12,15 +12,12 @@ import sqlite3
 import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hub_helpers import COMMUNE, EVENTS, HUB, wait_until
-from mqtt_helpers import Message, Subscriber
 
 from core.errors import ConfigError
 from core.topics import HubTopics
@@ -29,8 +26,11 @@ from gateway.service import OUTBOX_FILE
 from hw_sim.control import request
 from hw_sim.nodes import SMOKE_THRESHOLD, SimNode
 from hw_sim.scenario import load_scenario
-from hw_sim.simulator import SimulatedHub, default_config_path
-from settings import Config, parse_config
+from hw_sim.simulator import SimulatedHub
+from settings import Config
+from testkit.hubs import COMMUNE, EVENTS, HUB, sim_config, sim_hub
+from testkit.mqtt import Message, Subscriber
+from testkit.waiting import wait_until
 
 TOPICS = HubTopics(COMMUNE, HUB)
 REPO = Path(__file__).resolve().parent.parent
@@ -45,30 +45,17 @@ def nodes_config(
     buses: list[dict[str, Any]] | None = None,
     receipts: bool = False,
 ) -> Config:
-    """The default simulated hub (receipts off unless asked, no camera), with other buses and
-    nodes if given."""
-    data = tomllib.loads(default_config_path().read_text())
-    data["uplink"]["receipts"] = receipts
-    data.pop("cameras", None)  # these tests are about the sensor bus
-    if buses is not None:
-        data["buses"] = buses
-    if nodes is not None:
-        data["nodes"] = nodes
-    return parse_config(data, base_dir=default_config_path().parent, env={})
+    """The default simulated hub (receipts off unless asked, no camera: these tests are about
+    the sensor bus), with other buses and nodes if given."""
+    arrays = {"buses": buses, "nodes": nodes}
+    given = {name: value for name, value in arrays.items() if value is not None}
+    return sim_config(camera=False, uplink={"receipts": receipts}, **given)
 
 
-@contextmanager
 def node_hub(
     broker: Any, data_dir: Path, cfg: Config, firmware: dict[str, Any] | None = None
-) -> Iterator[SimulatedHub]:
-    hub = SimulatedHub(
-        cfg, data_dir, broker=(broker.host, broker.port), node_firmware=firmware or QUICK
-    )
-    hub.start()
-    try:
-        yield hub
-    finally:
-        hub.stop(drain_timeout_s=1.0)
+) -> AbstractContextManager[SimulatedHub]:
+    return sim_hub(broker, data_dir, cfg, node_firmware=firmware or QUICK)
 
 
 def heard(hub: SimulatedHub, name: str) -> bool:

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hub_helpers import wait_until
 
 from core.topics import HubTopics
 from gateway.snapshots import SnapshotPublisher
 from sensors.camera.snapshots import SnapshotStore
+from testkit.waiting import wait_until
 
 TOPICS = HubTopics("demo", "hub-1")
 

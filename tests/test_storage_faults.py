@@ -13,54 +13,33 @@ import logging
 import os
 import random
 import subprocess
-import tomllib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hub_helpers import COMMUNE, EVENTS, outbox_counts, wait_until
-from mqtt_helpers import Subscriber
 
 from commune.receiver import Receiver
 from commune.store import EventStore
 from gateway.service import OUTBOX_FILE
-from hw_sim.simulator import SimulatedHub, default_config_path
-from settings import Config, parse_config
+from hw_sim.simulator import SimulatedHub
+from testkit.hubs import COMMUNE, EVENTS, outbox_counts, press_and_release, sim_hub
+from testkit.mqtt import Subscriber
+from testkit.receivers import running_receiver
+from testkit.waiting import wait_until
 
 BACKLOG = 300  # events left undelivered in the outbox before it is damaged
 
 
-def hub_config(receipts: bool = True) -> Config:
+def running_hub(broker: Any, data_dir: Path) -> AbstractContextManager[SimulatedHub]:
     """The default simulated hub without its camera and sensor bus (these tests are about the
     outbox), receipts on: an event leaves the outbox only on the receiver's receipt."""
-    data = tomllib.loads(default_config_path().read_text())
-    for table in ("cameras", "buses", "nodes"):
-        data.pop(table, None)
-    data["uplink"]["receipts"] = receipts
-    return parse_config(data, base_dir=default_config_path().parent, env={})
+    return sim_hub(broker, data_dir, camera=False, sensor_bus=False, uplink={"receipts": True})
 
 
-@contextmanager
-def running_hub(broker: Any, data_dir: Path, cfg: Config | None = None) -> Iterator[SimulatedHub]:
-    hub = SimulatedHub(cfg or hub_config(), data_dir, broker=(broker.host, broker.port))
-    hub.start()
-    try:
-        yield hub
-    finally:
-        hub.stop(drain_timeout_s=1.0)
-
-
-@contextmanager
-def receiver(broker: Any, data_dir: Path) -> Iterator[Receiver]:
-    r = Receiver(broker.host, broker.port, COMMUNE, data_dir / "receiver.sqlite3")
-    r.start()
-    assert r.wait_subscribed(10)
-    try:
-        yield r
-    finally:
-        r.stop()
+def receiver(broker: Any, data_dir: Path) -> AbstractContextManager[Receiver]:
+    return running_receiver(broker, COMMUNE, data_dir / "receiver.sqlite3")
 
 
 def stored_ids(data_dir: Path) -> set[str]:
@@ -68,16 +47,11 @@ def stored_ids(data_dir: Path) -> set[str]:
         return set(store.ids())
 
 
-def press_panic(hub: SimulatedHub) -> None:
-    hub.board.press("panic-1")
-    hub.board.release("panic-1")
-
-
 def fill_backlog(broker: Any, data_dir: Path) -> tuple[list[dict[str, Any]], int]:
     """Run a hub with no receiver so ``BACKLOG`` events stay in its outbox, unreceipted."""
     with running_hub(broker, data_dir) as hub:
         answer = hub.handle({"cmd": "emit", "kind": "telemetry", "count": BACKLOG - 1})
-        press_panic(hub)
+        press_and_release(hub)
         wait_until(lambda: outbox_counts(hub)["sent"] >= BACKLOG, 20, "the backlog sent")
         last_seq = hub.hub.outbox.last_seq
         old_panic = hub.hub.dispatcher.call(
@@ -139,7 +113,7 @@ def test_a_damaged_outbox_is_moved_aside_and_the_hub_runs_on(
         running_hub(mosquitto, hub_dir) as hub,
     ):
         # It started: the siren sounds, the panic reaches the receiver and is receipted.
-        press_panic(hub)
+        press_and_release(hub)
         assert hub.board.outputs()["siren"] is True
         old = {e["id"] for e in backlog}
 
@@ -176,7 +150,7 @@ def test_a_damaged_outbox_is_moved_aside_and_the_hub_runs_on(
         assert rec.stats.malformed == 0
     # And the next start is a normal one: no new fault, numbering goes on.
     with Subscriber(mosquitto, EVENTS) as sub, running_hub(mosquitto, hub_dir) as hub:
-        press_panic(hub)
+        press_and_release(hub)
         [msg] = sub.wait_until(lambda ms: any(m.json()["kind"] == "panic" for m in ms))[:1]
         assert not faults(sub)
         assert msg.json()["seq"] > new_panic["seq"]
@@ -202,7 +176,7 @@ def test_an_outbox_damaged_while_running_is_replaced_and_the_alarm_goes_out(
         with path.open("r+b") as f:  # every page but the first two (header, schema)
             f.seek(8192)
             f.write(random.Random(5).randbytes(size - 8192))
-        press_panic(hub)
+        press_and_release(hub)
         hub.handle({"cmd": "emit", "kind": "telemetry", "count": 5})
         sub.wait_until(lambda ms: any(f["qualifier"] == "E" for f in faults(sub)), timeout=15)
         fault = next(f for f in faults(sub) if f["qualifier"] == "E")
@@ -271,14 +245,14 @@ def test_a_full_disk_sends_alarms_from_memory_and_writes_them_once_space_returns
         receiver(mosquitto, tmp_path) as rec,
         running_hub(mosquitto, hub_dir) as hub,
     ):
-        press_panic(hub)
+        press_and_release(hub)
         sub.wait_until(lambda ms: any(m.json()["kind"] == "panic" for m in ms))
         filler = fill(small_disk)
         caplog.clear()
         # Two more panics while the card is full: sounded, published at once, stored at
         # the receiver and receipted, with the fault itself.
-        press_panic(hub)
-        press_panic(hub)
+        press_and_release(hub)
+        press_and_release(hub)
         assert hub.board.outputs()["siren"] is True
         sub.wait_until(lambda ms: sum(m.json()["kind"] == "panic" for m in ms) >= 3, timeout=15)
         panics = [m.json() for m in sub.messages if m.json()["kind"] == "panic"]
@@ -319,7 +293,7 @@ def test_a_hub_starts_on_a_full_disk_and_drains_once_space_returns(
         receiver(mosquitto, tmp_path),
         running_hub(mosquitto, hub_dir) as hub,
     ):
-        press_panic(hub)
+        press_and_release(hub)
         assert hub.board.outputs()["siren"] is True
         msgs = sub.wait_until(lambda ms: any(m.json()["kind"] == "panic" for m in ms), 15)
         panic = next(m.json() for m in msgs if m.json()["kind"] == "panic")
@@ -337,7 +311,7 @@ def test_events_only_in_memory_at_shutdown_are_logged_whole(
     with caplog.at_level(logging.ERROR), running_hub(mosquitto, hub_dir) as hub:
         hub.hub.dispatcher.call(lambda o: None).result(5)
         fill(small_disk)
-        press_panic(hub)  # no receiver: never receipted, never on disk
+        press_and_release(hub)  # no receiver: never receipted, never on disk
         wait_until(lambda: outbox_counts(hub).get("in_memory", 0) >= 1, 10, "held")
     lines = [r.getMessage() for r in caplog.records if "never written to disk" in r.getMessage()]
     payloads = [json.loads(line.split(": ", 1)[1]) for line in lines]

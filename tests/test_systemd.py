@@ -25,13 +25,14 @@ from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory
-from hub_helpers import EVENTS, outbox_counts, sim_hub, wait_until
-from mqtt_helpers import Subscriber
 
 from gateway.sdnotify import SystemdNotifier
 from gateway.service import Hub
 from hw_sim.control import request
 from settings import parse_config
+from testkit.hubs import EVENTS, outbox_counts, sim_hub
+from testkit.mqtt import Subscriber
+from testkit.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 UNITS = REPO / "systemd"

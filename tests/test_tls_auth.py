@@ -22,7 +22,6 @@ import shutil
 import ssl
 import subprocess
 import time
-import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,6 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from certs import CertAndKey, Certs, make_certs
-from hub_helpers import COMMUNE, EVENTS, HUB, outbox_counts, sim_hub, wait_until
-from mqtt_helpers import Subscriber, publish
 from paho.mqtt.enums import CallbackAPIVersion
 
 from commune.receiver import Receiver
@@ -41,8 +38,19 @@ from core.topics import HubTopics
 from gateway.broker import tls_context
 from gateway.outbox import Outbox
 from gateway.service import OUTBOX_FILE
-from hw_sim.simulator import default_config_path
-from settings import PASSWORD_ENV, Config, parse_config
+from settings import PASSWORD_ENV, Config
+from testkit.hubs import (
+    COMMUNE,
+    EVENTS,
+    HUB,
+    outbox_counts,
+    parse_sim_config,
+    press_and_release,
+    sim_config_data,
+    sim_hub,
+)
+from testkit.mqtt import Subscriber, publish
+from testkit.waiting import wait_until
 
 TOPICS = HubTopics(COMMUNE, HUB)
 OTHER_HUB = "other-hub"
@@ -81,10 +89,7 @@ pattern write tuquan/v1/{COMMUNE}/%u/ping
 def hub_config(base_dir: Path, env: dict[str, str] | None = None, **sections: Any) -> Config:
     """The default simulated hub's config with some sections' keys replaced; relative files
     (credentials, certificates) are found from ``base_dir``, as from a config file's folder."""
-    data = tomllib.loads(default_config_path().read_text())
-    for name, values in sections.items():
-        data.setdefault(name, {}).update(values)
-    return parse_config(data, base_dir=base_dir, env=env or {})
+    return parse_sim_config(sim_config_data(**sections), base_dir=base_dir, env=env)
 
 
 def tls_listener(certs: Certs, *, client_certificates: bool = False) -> str:
@@ -112,12 +117,6 @@ def write_password_file(path: Path, users: dict[str, str]) -> Path:
 
 def client_tls(certs: Certs, pair: CertAndKey | None = None) -> ssl.SSLContext:
     return tls_context(certs.ca, pair.cert if pair else None, pair.key if pair else None)
-
-
-def press_and_release(hub: Any, name: str = "panic-1") -> None:
-    """A short press (well under panic-1's 3 s hold, so no duress report)."""
-    hub.board.press(name)
-    hub.board.release(name)
 
 
 def wait_for_log(broker: Any, text: str, timeout: float = 5.0) -> str:

@@ -12,18 +12,14 @@ import json
 import logging
 import select
 import socket
-import struct
 import threading
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 from certs import make_certs
-from hub_helpers import COMMUNE, EVENTS, outbox_counts, sim_hub, wait_until
-from mqtt_helpers import Message, Subscriber, publish_once
 from paho.mqtt.enums import CallbackAPIVersion
 
 from core.errors import ConfigError
@@ -31,8 +27,19 @@ from core.topics import HubTopics, receiver_status_topic
 from gateway.broker import BrokerSettings
 from gateway.service import status_led_name
 from gateway.uplink import Uplink, UplinkHandlers
-from hw_sim.simulator import default_config_path
-from settings import Config, parse_config
+from settings import Config
+from testkit.hubs import (
+    COMMUNE,
+    EVENTS,
+    outbox_counts,
+    parse_sim_config,
+    press_and_release,
+    sim_config_data,
+    sim_hub,
+)
+from testkit.mqtt import Message, Subscriber, publish_once
+from testkit.proxy import BlackHole
+from testkit.waiting import wait_until
 
 SILENT_WITHIN_S = 20.0  # the requirement with the default ping_interval_s and link_timeout_s
 LED = "status-led"
@@ -40,99 +47,16 @@ LED = "status-led"
 
 def config_data(**uplink: Any) -> dict[str, Any]:
     """The default simulated hub without its camera and sensor bus (quicker to start)."""
-    data = tomllib.loads(default_config_path().read_text())
-    for table in ("cameras", "buses", "nodes"):
-        data.pop(table, None)
-    data["uplink"].update(uplink)
-    return data
+    return sim_config_data(camera=False, sensor_bus=False, uplink=uplink)
 
 
 def hub_config(**uplink: Any) -> Config:
-    return parse_config(config_data(**uplink), base_dir=default_config_path().parent, env={})
-
-
-def press(hub: Any) -> None:
-    hub.board.press("panic-1")
-    hub.board.release("panic-1")
+    return parse_sim_config(config_data(**uplink))
 
 
 def events(messages: list[Message], kind: str, qualifier: str | None = None) -> list[Any]:
     found = [m.json() for m in messages if m.topic.endswith(f"/event/{kind}")]
     return [e for e in found if qualifier is None or e["qualifier"] == qualifier]
-
-
-class BlackHole:
-    """A TCP proxy on 127.0.0.1 in front of ``target``.
-
-    ``swallow()``: from now on every byte, either way and on every connection (those open and
-    those accepted later), is read and dropped; nothing is closed. ``heal()``: the swallowed
-    connections are reset (their streams lost bytes, and a path that works again answers the
-    old connection's packets with a reset) and new ones are forwarded again."""
-
-    def __init__(self, target: Any) -> None:
-        self.target = (target.host, target.port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.host, self.port = self.listener.getsockname()[:2]
-        self.swallowing = False
-        self.generation = 0  # connections older than the last heal are reset
-        self._closed = False
-        self._threads: list[threading.Thread] = []
-        self.accepted = 0
-        self._spawn(self._accept_loop)
-
-    def swallow(self) -> None:
-        self.swallowing = True
-
-    def heal(self) -> None:
-        self.generation += 1
-        self.swallowing = False
-
-    def close(self) -> None:
-        self._closed = True
-        for thread in self._threads:
-            thread.join(5.0)
-        self.listener.close()
-
-    def _spawn(self, target: Any, *args: Any) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        self._threads.append(thread)
-        thread.start()
-
-    def _accept_loop(self) -> None:
-        while not self._closed:
-            ready, _, _ = select.select([self.listener], [], [], 0.1)
-            if not ready:
-                continue
-            client, _ = self.listener.accept()
-            self.accepted += 1
-            upstream = None if self.swallowing else socket.create_connection(self.target)
-            self._spawn(self._pump, client, upstream, self.generation)
-
-    def _pump(self, client: socket.socket, upstream: socket.socket | None, generation: int) -> None:
-        ends = [s for s in (client, upstream) if s is not None]
-        swallowed = False
-        try:
-            while not self._closed:
-                if swallowed and self.generation != generation:
-                    for s in ends:  # a reset, not a clean close
-                        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    return
-                ready, _, _ = select.select(ends, [], [], 0.1)
-                if self.swallowing or upstream is None:
-                    swallowed = True
-                for end in ready:
-                    data = end.recv(65536)
-                    if not data:
-                        return
-                    if not swallowed:
-                        other = upstream if end is client else client
-                        assert other is not None
-                        other.sendall(data)
-        except OSError:
-            return
-        finally:
-            for s in ends:
-                s.close()
 
 
 @pytest.fixture
@@ -174,7 +98,7 @@ def test_a_silent_link_is_found_shown_and_reported_and_a_panic_of_the_silence_ar
         assert led_blinks(hub)
         assert hub.board.outputs()["siren"] is False  # the LED is not the siren
 
-        press(hub)
+        press_and_release(hub)
         assert hub.board.outputs()["siren"] is True  # the siren needs no link
         wait_until(
             lambda: hub.hub.uplink_health()["trouble_reported"],
@@ -221,7 +145,7 @@ def test_a_short_blip_is_healed_and_reports_no_trouble(
     broker = mosquitto_factory(name="broker", extra_config=extra)
     data = config_data(receipts=False, ping_interval_s=0.5, link_timeout_s=2)
     data["broker"].update(broker_table)
-    cfg = parse_config(data, base_dir=default_config_path().parent, env={})
+    cfg = parse_sim_config(data)
     proxy = BlackHole(broker)
     try:
         with sim_hub(proxy, tmp_path / "hub", cfg) as hub:
@@ -231,7 +155,7 @@ def test_a_short_blip_is_healed_and_reports_no_trouble(
             wait_until(lambda: not hub.status()["online"], 10, "the silence noticed")
             proxy.heal()
             wait_until(lambda: hub.status()["online"], 60, "online again")
-            press(hub)
+            press_and_release(hub)
             wait_until(lambda: outbox_counts(hub)["delivered"] == 1, what="the panic delivered")
             counts = outbox_counts(hub)
             health = hub.hub.uplink_health()
@@ -290,7 +214,7 @@ def test_the_receivers_online_message_resends_what_is_unreceipted(
     with Subscriber(mosquitto, EVENTS) as sub, sim_hub(mosquitto, tmp_path / "hub", cfg) as hub:
         wait_until(lambda: hub.status()["online"], what="hub online")
         emitted = hub.handle({"cmd": "emit", "kind": "telemetry", "count": 3})
-        press(hub)
+        press_and_release(hub)
         ids = {e["id"] for e in emitted["events"]}
         got = sub.wait_until(lambda ms: len(events(ms, "panic")) == 1 and len(ms) >= 4)
         ids |= {events(got, "panic")[0]["id"]}
@@ -320,7 +244,7 @@ def test_hostile_receipts_are_counted_and_a_genuine_one_still_works(
     cfg = hub_config(receipts=True, receipt_timeout_s=600)
     with Subscriber(mosquitto, EVENTS) as sub, sim_hub(mosquitto, tmp_path / "hub", cfg) as hub:
         wait_until(lambda: hub.status()["online"], what="hub online")
-        press(hub)
+        press_and_release(hub)
         [msg] = sub.wait_for(1)
         panic_id = msg.json()["id"]
         wait_until(lambda: outbox_counts(hub)["sent"] == 1, what="the panic sent")
@@ -362,7 +286,7 @@ def test_the_status_led_defaults_to_the_first_led_output() -> None:
     assert status_led_name(hub_config()) == LED
     data = config_data()
     data["outputs"] = [o for o in data["outputs"] if o["kind"] != "led"]
-    cfg = parse_config(data, base_dir=default_config_path().parent, env={})
+    cfg = parse_sim_config(data)
     assert status_led_name(cfg) is None
 
 

@@ -1,8 +1,6 @@
-"""A small MQTT subscriber for tests (paho-mqtt 2, MQTT 5).
+"""MQTT clients for tests and benchmarks (paho-mqtt 2, MQTT 5).
 
-    from mqtt_helpers import Subscriber
-
-    with Subscriber(mosquitto, "tuquan/v1/c1/+/receipt") as sub:
+    with Subscriber(broker, "tuquan/v1/c1/+/receipt") as sub:
         sub.publish("tuquan/v1/c1/hub-1/event/panic", payload)
         [msg] = sub.wait_for(1)
         assert msg.json()["ids"] == [event_id]
@@ -10,7 +8,9 @@
 The subscription is confirmed (SUBACK) before the constructor returns, so nothing published
 afterwards is missed. ``username``/``password`` and ``tls`` (an ``ssl.SSLContext``, with a client
 certificate loaded if the broker wants one) reach a broker that authenticates; ``publish``
-returns the broker's PUBACK reason code, so a test sees a publish the broker refused.
+returns the broker's PUBACK reason code, so a test sees a publish the broker refused. Each
+message keeps ``received_ns``, ``time.perf_counter_ns()`` taken first thing on arrival, so a
+benchmark can compare it with a ``perf_counter_ns()`` of its own.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import json
 import ssl
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,6 +27,8 @@ from typing import Any, Protocol
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
+
+from testkit.waiting import Collected
 
 
 class HasAddress(Protocol):
@@ -39,13 +42,14 @@ class Message:
     payload: bytes
     retain: bool
     qos: int
-    received_ns: int  # time.monotonic_ns() when the message reached the subscriber
+    received_ns: int  # time.perf_counter_ns() when the message reached the subscriber
 
     def json(self) -> Any:
         return json.loads(self.payload)
 
 
-def _host_port(broker: HasAddress | str) -> tuple[str, int]:
+def host_port(broker: HasAddress | str) -> tuple[str, int]:
+    """(host, port) of a broker object or of a ``"host:port"`` string."""
     if isinstance(broker, str):
         host, _, port = broker.rpartition(":")
         return host, int(port)
@@ -65,10 +69,10 @@ class Subscriber:
         password: str | None = None,
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        self.host, self.port = _host_port(broker)
+        self.host, self.port = host_port(broker)
         self.timeout = timeout
-        self._cond = threading.Condition()
-        self._messages: list[Message] = []
+        self._received: Collected[Message] = Collected(_describe, timeout)
+        self._cond = threading.Condition()  # for the SUBACKs and PUBACKs
         self._connected = threading.Event()
         self._connect_error: str | None = None
         self._subacks: dict[int, list[ReasonCode]] = {}
@@ -114,16 +118,15 @@ class Subscriber:
             self._pubacks[mid] = rc
 
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        now = time.monotonic_ns()
-        message = Message(msg.topic, bytes(msg.payload), bool(msg.retain), msg.qos, now)
-        with self._cond:
-            self._messages.append(message)
-            self._cond.notify_all()
+        now = time.perf_counter_ns()
+        self._received.append(
+            Message(msg.topic, bytes(msg.payload), bool(msg.retain), msg.qos, now)
+        )
 
     def subscribe(self, *topic_filters: str, qos: int = 1) -> None:
         """Subscribe and wait for the SUBACK; fails if the broker refuses a filter."""
         result, mid = self.client.subscribe([(t, qos) for t in topic_filters])
-        if result != mqtt.MQTT_ERR_SUCCESS:
+        if result != mqtt.MQTT_ERR_SUCCESS or mid is None:
             raise AssertionError(f"subscribe {topic_filters} failed: {mqtt.error_string(result)}")
         with self._cond:
             if not self._cond.wait_for(lambda: mid in self._subacks, self.timeout):
@@ -135,35 +138,32 @@ class Subscriber:
 
     @property
     def messages(self) -> list[Message]:
-        with self._cond:
-            return list(self._messages)
+        return self._received.items()
+
+    @property
+    def count(self) -> int:
+        """How many messages arrived so far (without copying them)."""
+        return len(self._received)
 
     def clear(self) -> None:
-        with self._cond:
-            self._messages.clear()
+        self._received.clear()
 
     def wait_until(
         self, predicate: Callable[[list[Message]], bool], timeout: float | None = None
     ) -> list[Message]:
         """Wait until ``predicate(messages)`` is true; returns the messages received so far."""
-        timeout = self.timeout if timeout is None else timeout
-        with self._cond:
-            ok = self._cond.wait_for(lambda: predicate(list(self._messages)), timeout)
-            got = list(self._messages)
-        if not ok:
-            shown = "\n".join(f"  {m.topic}: {m.payload[:200]!r}" for m in got[-10:])
-            raise AssertionError(
-                f"condition not met within {timeout} s; {len(got)} message(s) received"
-                + (f", the last ones:\n{shown}" if got else "")
-            )
-        return got
+        return self._received.wait_until(predicate, timeout)
 
     def wait_for(self, count: int, timeout: float | None = None) -> list[Message]:
         """Wait for at least ``count`` messages; returns all received so far."""
-        try:
-            return self.wait_until(lambda msgs: len(msgs) >= count, timeout)
-        except AssertionError as exc:
-            raise AssertionError(f"expected {count} message(s): {exc}") from None
+        if count > 0:
+            self._received.at(count - 1, timeout)
+        return self.messages
+
+    def message_at(self, index: int, timeout: float | None = None) -> Message:
+        """The message at ``index`` (0 is the first received), once it is there (cheap to
+        wait on: benchmarks do, after every press)."""
+        return self._received.at(index, timeout)
 
     def publish(
         self,
@@ -185,14 +185,17 @@ class Subscriber:
         return reason if qos > 0 else None
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
     def __enter__(self) -> Subscriber:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _describe(message: Message) -> str:
+    return f"{message.topic}: {message.payload[:200]!r}"
 
 
 def publish(
@@ -224,3 +227,33 @@ def publish_once(
         items = [payloads] if isinstance(payloads, bytes | str) else list(payloads)
         for payload in items:
             sub.publish(topic, payload, qos=qos, retain=retain, timeout=timeout)
+
+
+def connected_client(
+    broker: HasAddress | str, name: str, *, max_inflight: int | None = None, timeout: float = 10.0
+) -> mqtt.Client:
+    """A connected paho client (MQTT 5, paho's defaults but ``max_inflight``), loop running.
+
+    Its client id is ``name`` with a random suffix, so two of them never take each other's
+    session over."""
+    host, port = host_port(broker)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"{name}-{uuid.uuid4().hex[:6]}",
+        protocol=mqtt.MQTTv5,
+    )
+    if max_inflight is not None:
+        client.max_inflight_messages_set(max_inflight)
+    connected = threading.Event()
+    client.on_connect = lambda *a: connected.set()
+    client.connect(host, port)
+    client.loop_start()
+    if not connected.wait(timeout):
+        close_client(client)
+        raise AssertionError(f"could not connect to {host}:{port} within {timeout} s")
+    return client
+
+
+def close_client(client: mqtt.Client) -> None:
+    client.disconnect()
+    client.loop_stop()
