@@ -14,6 +14,7 @@ cannot be loaded (missing, wrong hash) leaves the cameras off: the hub reports o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -26,6 +27,7 @@ from typing import Any, TypedDict
 
 from core.clock import ClockStatus
 from core.events import NEW, RESTORE, Event
+from core.signing import KeyFileError
 from core.topics import HubTopics
 from gateway.alarm import AlarmRule, AlarmRules
 from gateway.broker import BrokerSettings, settings_from_table
@@ -33,8 +35,10 @@ from gateway.commands import Commands
 from gateway.dispatcher import Dispatcher
 from gateway.guarded_outbox import GuardedOutbox
 from gateway.link_report import LinkReport
+from gateway.receipts import ReceiptGate
 from gateway.sdnotify import SystemdNotifier
 from gateway.snapshots import SnapshotPublisher
+from gateway.trust import COMMUNE_KEY_FILE, HubKeys, read_commune_key
 from gateway.uplink import Liveness, Uplink, UplinkHandlers
 from sensors.gpio_inputs import GpioInputs
 from sensors.gpio_outputs import make_outputs, output_faults
@@ -108,12 +112,15 @@ class Hub:
         self.rules = AlarmRules(
             [AlarmRule(frozenset(r.when), r.output, r.seconds) for r in cfg.rules], self.outputs
         )
+        self.keys = self._load_keys()
+        signer = self.keys.signing if self.keys is not None else None
         self.outbox = GuardedOutbox(
             self.data_dir / OUTBOX_FILE,
             cfg.hub.id,
             max_events=cfg.outbox.max_events,
             delivered_retention_s=cfg.outbox.delivered_retention_s,
             report=self.emit,
+            signer=signer,
         )
         self.dispatcher = Dispatcher(
             self.outbox,
@@ -123,7 +130,9 @@ class Hub:
             health_interval_s=cfg.uplink.health_interval_s,
             health_extra=self._health_extra,
             on_turn=self._on_store_turn,
+            signer=signer,
         )
+        self.receipts = self._receipt_gate()
         led = status_led_name(cfg)
         self.link_report = LinkReport(
             self.emit,
@@ -138,7 +147,7 @@ class Hub:
                 connected=self._on_connected,
                 disconnected=self._on_disconnected,
                 published=self._on_published,
-                receipt=self.dispatcher.on_receipt,
+                receipt=self.receipts,
                 command=self._on_command,
                 receiver_online=self.dispatcher.on_receiver_online,
                 link_changed=self.link_report.changed,
@@ -166,6 +175,31 @@ class Hub:
         self._store_turned = threading.Event()
         self._ready_lock = threading.Lock()
         self._ready_sent = False
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def _load_keys(self) -> HubKeys | None:
+        """The hub's key (made now on a first start) and the commune's. A key file that cannot
+        be read or written does not stop the hub: the siren still sounds, events go out
+        unsigned, and the log says why."""
+        try:
+            return HubKeys(self.data_dir)
+        except (KeyFileError, OSError) as exc:
+            log.error("the hub's keys cannot be used (%s): its events go out unsigned", exc)
+            return None
+
+    def _receipt_gate(self) -> ReceiptGate:
+        """Enrolled with a commune key file that cannot be read: every receipt is refused."""
+        commune_file = self.data_dir / COMMUNE_KEY_FILE
+        commune = self.keys.commune if self.keys is not None else None
+        if self.keys is None:
+            with contextlib.suppress(KeyFileError):
+                commune = read_commune_key(self.data_dir)
+        enrolled = commune is not None or commune_file.exists()
+        if not enrolled:
+            log.warning("this hub trusts no commune key (%s): it accepts unsigned receipts",
+                        commune_file)  # fmt: skip
+        return ReceiptGate(self.cfg.hub.id, commune, self.dispatcher.on_receipt, enrolled=enrolled)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -457,7 +491,8 @@ class Hub:
             "sounding": self.rules.sounding(),
             "output_faults": output_faults(self.outputs),
             "malformed_commands": self.malformed_commands,
-            "bad_receipts": self.uplink.stats.bad_receipts,
+            "bad_receipts": self.uplink.stats.bad_receipts + self.receipts.forged,
+            "forged_receipts": self.receipts.forged,
             "buses": self.buses.health(),
             "modbus": self.modbus.health(),
             **self.camera_health(),

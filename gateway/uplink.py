@@ -448,12 +448,12 @@ class Uplink:
         try:
             self._heard()
             if msg.topic == self.topics.receipt:
-                ids = parse_receipt(bytes(msg.payload))
-                if ids is None:
+                receipt = parse_receipt(bytes(msg.payload))
+                if receipt is None:
                     self.stats.bad_receipts += 1
                     log.warning("dropped malformed receipt (%d bytes)", len(msg.payload))
                     return
-                self.handlers.receipt(ids)
+                self.handlers.receipt(receipt)  # its signature is checked there (receipts.py)
             elif msg.topic == self.topics.ping:
                 self._on_echo(bytes(msg.payload))
             elif msg.topic == self.receiver_status:
