@@ -494,7 +494,14 @@ class Receiver:
         """Keep an event that did not verify apart, count it, show it on the feed as
         unverified (once per distinct message); never stored as an event, never receipted."""
         reason = f"unverified: {why}"
-        self._count(unverified=1)
+        try:
+            self._keep_unverified(store, msg, event, reason)
+        finally:  # counted once it is kept and shown, so a count seen means both are done
+            self._count(unverified=1)
+
+    def _keep_unverified(
+        self, store: EventStore, msg: _Incoming, event: ReceivedEvent, reason: str
+    ) -> None:
         try:
             new = store.quarantine(msg.topic, msg.payload, reason, msg.received_at)
         except Exception as exc:
@@ -502,7 +509,7 @@ class Receiver:
             log.error("unverified event on %s not quarantined (%s): dropped", msg.topic, exc)
             new = True
         if not new:
-            log.debug("unverified event %s on %s again: %s", event.id, msg.topic, why)
+            log.debug("unverified event %s on %s again: %s", event.id, msg.topic, reason)
             return
         log.warning("event %s on %s quarantined: %s", event.id, msg.topic[:200], reason)
         if self.on_new_event is not None:
