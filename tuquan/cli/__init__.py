@@ -4,7 +4,8 @@
 - ``sim``: ``sim``, requests to a running simulated hub;
 - ``receive``: ``receive``, the commune receiver;
 - ``detect``: ``detect``, people in picture files;
-- ``model``: ``model list`` and ``model fetch``.
+- ``model``: ``model list`` and ``model fetch``;
+- ``keys``: ``keys init|show|trust|revoke``, signing keys and enrolment.
 
 Each command is a function of the parsed arguments returning the exit status. Building the
 parser imports none of the hub, the simulator, the receiver or the detector: each command
@@ -17,6 +18,7 @@ import argparse
 
 from tuquan.cli.detect import add_detect
 from tuquan.cli.hub import add_check_config, add_run
+from tuquan.cli.keys import add_keys
 from tuquan.cli.model import add_model
 from tuquan.cli.receive import add_receive
 from tuquan.cli.sim import add_sim
@@ -36,11 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tuquan",
         description="tuquan, the neighborhood security hub: run the hub or its simulator, "
-        "drive a simulated hub, run the commune receiver, check a config, detect people.",
+        "drive a simulated hub, run the commune receiver, check a config, detect people, "
+        "manage signing keys.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_run, add_sim, add_receive, add_check_config, add_detect, add_model):
+    for add in (add_run, add_sim, add_receive, add_check_config, add_detect, add_model, add_keys):
         add(sub)
     return parser
 
