@@ -5,7 +5,8 @@
 - ``receive``: ``receive``, the commune receiver;
 - ``detect``: ``detect``, people in picture files;
 - ``model``: ``model list`` and ``model fetch``;
-- ``keys``: ``keys init|show|trust|revoke``, signing keys and enrolment.
+- ``keys``: ``keys init|show|trust|revoke``, signing keys and enrolment;
+- ``broker``: ``broker-config`` (the commune broker's ACL and users) and ``doctor``.
 
 Each command is a function of the parsed arguments returning the exit status. Building the
 parser imports none of the hub, the simulator, the receiver or the detector: each command
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 
+from tuquan.cli.broker import add_broker_config, add_doctor
 from tuquan.cli.detect import add_detect
 from tuquan.cli.hub import add_check_config, add_run
 from tuquan.cli.keys import add_keys
@@ -43,7 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_run, add_sim, add_receive, add_check_config, add_detect, add_model, add_keys):
+    for add in (
+        add_run,
+        add_sim,
+        add_receive,
+        add_check_config,
+        add_detect,
+        add_model,
+        add_keys,
+        add_broker_config,
+        add_doctor,
+    ):
         add(sub)
     return parser
 
