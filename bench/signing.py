@@ -78,6 +78,7 @@ def per_event(n: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> None:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--no-drain", action="store_true", help="only the per-event figures")
+    p.add_argument("--no-alarm", action="store_true", help="skip alarm latency on against off")
     args = p.parse_args(argv)
     per = per_event(2_000 if args.quick else 20_000)
     common.table(
@@ -102,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, Any] = {"per_event": per}
     if not args.no_drain:
         results["drain"] = drain_both(args.quick, args.data_root)
+    if not args.no_alarm:
+        results["alarm"] = alarm_both(args.quick, args.data_root)
     common.report("signing", args, results)
 
 
@@ -142,6 +145,45 @@ def drain_both(quick: bool, data_root: str) -> dict[str, Any]:
         "drain_ratio": common.ratio(on, off),
         "fill_ratio": common.ratio(fill_on, fill_off),
     }
+
+
+def alarm_both(quick: bool, data_root: str) -> dict[str, Any]:
+    """bench.alarm_latency's idle cases, run for a hub that signs and for the same hub without a
+    key (its key loader made to find none, as when the key file cannot be read), one after the
+    other in this process; each run has its own bare publish, and the hubs' p99s are compared."""
+    from bench import alarm_latency
+    from gateway.service import Hub
+
+    n = 200 if quick else 600
+    p99: dict[str, float] = {}
+    bare: dict[str, float] = {}
+    real_loader = Hub._load_keys
+    try:
+        for name in ("signed", "unsigned", "signed-again"):
+            Hub._load_keys = real_loader if name != "unsigned" else (lambda self: None)  # type: ignore[method-assign]
+            workdir = common.disk_dir(data_root, f"bench-signing-alarm-{name}-")
+            try:
+                with common.mosquitto() as broker:
+                    rows, _ = alarm_latency.run(broker, workdir, n, draining=False)
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
+            p99[name] = rows[2]["p99_ms"]
+            bare[name] = rows[0]["p99_ms"]
+    finally:
+        Hub._load_keys = real_loader  # type: ignore[method-assign]
+    # Each run's hub against its own bare publish: the machine's noise moves both.
+    against_bare = {k: p99[k] / bare[k] for k in p99}
+    signed = statistics.mean([against_bare["signed"], against_bare["signed-again"]])
+    verdict = common.ratio(signed, against_bare["unsigned"])
+    common.table(
+        f"Alarm latency, {n} presses a run (signed, unsigned, signed again)",
+        ["case", "hub p99 ms", "bare p99 ms", "hub / bare"],
+        [[k, p99[k], bare[k], common.ratio(p99[k], bare[k])] for k in p99]
+        + [["signed (mean of two) / unsigned, of hub / bare", "", "", verdict]],
+    )
+    print(f"target: signed <= 1.1x unsigned: {'met' if verdict <= 1.1 else 'NOT met'}")
+    return {"presses": n, "hub_p99_ms": p99, "bare_p99_ms": bare,
+            "signed_over_unsigned": verdict}  # fmt: skip
 
 
 if __name__ == "__main__":
