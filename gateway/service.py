@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Mapping
@@ -26,15 +27,19 @@ from typing import Any, TypedDict
 
 from core.clock import ClockStatus
 from core.events import NEW, RESTORE, Event
+from core.signing import KeyFileError
 from core.topics import HubTopics
 from gateway.alarm import AlarmRule, AlarmRules
 from gateway.broker import BrokerSettings, settings_from_table
+from gateway.command_check import SignedCommandCheck
 from gateway.commands import Commands
 from gateway.dispatcher import Dispatcher
 from gateway.guarded_outbox import GuardedOutbox
 from gateway.link_report import LinkReport
+from gateway.replay import REPLAY_FILE, ReplayWindow
 from gateway.sdnotify import SystemdNotifier
 from gateway.snapshots import SnapshotPublisher
+from gateway.trust import HubKeys
 from gateway.uplink import Liveness, Uplink, UplinkHandlers
 from sensors.gpio_inputs import GpioInputs
 from sensors.gpio_outputs import make_outputs, output_faults
@@ -158,9 +163,13 @@ class Hub:
 
             store = SnapshotStore(self.data_dir / SNAPSHOT_DIR, max_bytes=cfg.snapshots.max_bytes)
             self.snapshots = SnapshotPublisher(store, self.topics, self.uplink)
+        self.keys, signed = self._command_trust()
         self.commands = Commands(
             {"silence": self._cmd_silence, "ping": self._cmd_ping, "snapshot": self._cmd_snapshot},
             answer=lambda result: self.uplink.publish_json(self.topics.cmd_result, result),
+            signed=signed,
+            hub_key=self.keys.signing if self.keys is not None else None,
+            clock_synced=lambda: self.clock.synced(),
         )
         self._running = False
         self._store_turned = threading.Event()
@@ -221,6 +230,7 @@ class Hub:
         self.link_report.close()  # before the store thread ends: it may still emit
         self.dispatcher.stop(drain_timeout_s)
         self.uplink.stop()
+        self.commands.close()
         self.rules.close()
         for out in self.outputs.values():
             out.close()
@@ -413,16 +423,42 @@ class Hub:
             self.snapshots.on_published(mid, accepted)
         self.dispatcher.on_published(mid, accepted)
 
-    # -- remote commands (paho's network thread) ------------------------------------------
-
     # -- commands (paho's network thread) -------------------------------------------------
 
-    def _on_command(self, name: str, payload: bytes, retained: bool = False) -> None:
-        self.commands.handle(name, payload, retained)
+    def _command_trust(self) -> tuple[HubKeys | None, SignedCommandCheck | None]:
+        """The hub's keys, and the check signed commands pass when it is enrolled. Keys that
+        cannot be read leave the hub refusing every command (it cannot tell whose they are);
+        the siren and the rest run on."""
+        try:
+            keys = HubKeys(self.data_dir)
+        except (OSError, KeyFileError) as exc:
+            log.error("the hub's keys cannot be used (%s): every command is refused", exc)
+            return None, SignedCommandCheck(None, self.cfg.hub.id, self.cfg.hub.commune, None)
+        if not keys.enrolled:
+            log.warning(
+                "no commune key in %s: this hub takes unsigned commands until it is enrolled",
+                self.data_dir,
+            )
+            return keys, None
+        replay: ReplayWindow | None = None
+        try:
+            replay = ReplayWindow(self.data_dir / REPLAY_FILE)
+        except (OSError, sqlite3.Error) as exc:
+            log.error("the command counter file cannot be opened (%s): commands are refused", exc)
+        return keys, SignedCommandCheck(keys.commune, self.cfg.hub.id, self.cfg.hub.commune, replay)
+
+    def _on_command(
+        self, name: str, payload: bytes, retained: bool = False, expiry_s: int | None = None
+    ) -> None:
+        self.commands.handle(name, payload, retained, expiry_s)
 
     @property
     def malformed_commands(self) -> int:
         return self.commands.malformed
+
+    @property
+    def refused_commands(self) -> int:
+        return self.commands.refused
 
     # Command handlers: the body in, the result's fields out.
 
@@ -457,6 +493,7 @@ class Hub:
             "sounding": self.rules.sounding(),
             "output_faults": output_faults(self.outputs),
             "malformed_commands": self.malformed_commands,
+            "refused_commands": self.refused_commands,
             "bad_receipts": self.uplink.stats.bad_receipts,
             "buses": self.buses.health(),
             "modbus": self.modbus.health(),
