@@ -10,9 +10,12 @@ command's lifetime, so the broker drops it unheard once it has expired.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -27,6 +31,7 @@ from core.errors import TuquanError
 from core.files import write_durably
 from core.signing import SigningKey
 from core.topics import HubTopics
+from gateway.broker import BrokerSettings, settings_tls_context
 
 COMMUNE_KEY_FILE = "commune.key"
 COUNTER_FILE = "command-counter"
@@ -35,6 +40,10 @@ DEFAULT_TTL_S = 120
 
 class CounterError(TuquanError):
     """The counter file cannot be read or written: no command may be signed."""
+
+
+class CommandSendError(TuquanError):
+    """The command could not be handed to the broker."""
 
 
 class CounterStore:
@@ -137,3 +146,69 @@ def publish_command(client: mqtt.Client, command: Mapping[str, Any]) -> mqtt.MQT
     return client.publish(
         topic, command_payload(command), qos=1, retain=False, properties=expiry_properties(command)
     )
+
+
+def send_command(
+    settings: BrokerSettings,
+    command: Mapping[str, Any],
+    *,
+    wait_s: float | None = None,
+    connect_timeout_s: float = 10.0,
+) -> dict[str, Any] | None:
+    """Publish ``command`` and, with ``wait_s``, return the hub's cmd_result for it (None if
+    none came in time). Raises CommandSendError when the broker cannot be reached or refuses."""
+    topics = HubTopics(str(command["commune"]), str(command["hub"]))
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"{settings.client_id}-cmd-{uuid.uuid4().hex[:6]}",
+        protocol=mqtt.MQTTv5,
+    )
+    if settings.username:
+        client.username_pw_set(settings.username, settings.password)
+    tls = settings_tls_context(settings)
+    if tls is not None:
+        client.tls_set_context(tls)
+    ready = threading.Event()
+    results: queue.Queue[dict[str, Any]] = queue.Queue()
+
+    def on_connect(c: mqtt.Client, u: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            return
+        if wait_s is None:
+            ready.set()
+        else:  # subscribe before publishing, so the result cannot be missed
+            c.subscribe(topics.cmd_result, qos=1)
+
+    def on_subscribe(c: mqtt.Client, u: Any, mid: int, codes: Any, props: Any) -> None:
+        ready.set()
+
+    def on_message(c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
+        with contextlib.suppress(ValueError):
+            result = json.loads(msg.payload)
+            if isinstance(result, dict) and result.get("command_id") == command["id"]:
+                results.put(result)
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    try:
+        client.connect(settings.host, settings.port)
+    except OSError as exc:
+        raise CommandSendError(f"cannot reach {settings.host}:{settings.port}: {exc}") from None
+    client.loop_start()
+    try:
+        if not ready.wait(connect_timeout_s):
+            raise CommandSendError(f"no connection to {settings.host}:{settings.port}")
+        info = publish_command(client, command)
+        info.wait_for_publish(connect_timeout_s)
+        if not info.is_published():
+            raise CommandSendError("the broker did not acknowledge the command")
+        if wait_s is None:
+            return None
+        try:
+            return results.get(timeout=wait_s)
+        except queue.Empty:
+            return None
+    finally:
+        client.disconnect()
+        client.loop_stop()

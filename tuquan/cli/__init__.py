@@ -3,6 +3,7 @@
 - ``hub``: ``run`` (the hub, or ``--sim``) and ``check-config``;
 - ``sim``: ``sim``, requests to a running simulated hub;
 - ``receive``: ``receive``, the commune receiver;
+- ``command``: ``command``, a signed command to a hub;
 - ``detect``: ``detect``, people in picture files;
 - ``model``: ``model list`` and ``model fetch``.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 
+from tuquan.cli.command import add_command
 from tuquan.cli.detect import add_detect
 from tuquan.cli.hub import add_check_config, add_run
 from tuquan.cli.model import add_model
@@ -40,7 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_run, add_sim, add_receive, add_check_config, add_detect, add_model):
+    for add in (
+        add_run,
+        add_sim,
+        add_receive,
+        add_command,
+        add_check_config,
+        add_detect,
+        add_model,
+    ):
         add(sub)
     return parser
 
