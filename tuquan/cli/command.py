@@ -101,7 +101,7 @@ def cmd_command(args: argparse.Namespace) -> int:
         )
         settings = receiver_broker_settings(cfg, commune, args.broker)
         result = send_command(settings, command, wait_s=float(args.ttl) if args.wait else None)
-    except (TuquanError, ValueError) as exc:
+    except (TuquanError, ValueError, OSError) as exc:
         print(f"command: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, CommandSendError) else 2
     if not args.wait:
