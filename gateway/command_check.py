@@ -14,13 +14,19 @@ keeps each one to a single run. Which checks ran is said in the result.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
+import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from core.signing import PublicKey, verify
-from gateway.replay import ReplayWindow
+from core.signing import KeyFileError, PublicKey, verify
+from gateway.replay import REPLAY_FILE, ReplayWindow
+from gateway.trust import HubKeys
+
+log = logging.getLogger(__name__)
 
 MAX_SKEW_S = 30.0  # issued_at may be this far in the hub's future (the two clocks differ)
 MAX_LIFETIME_S = 86_400.0  # a command valid longer than a day is a mistake, not a command
@@ -116,3 +122,28 @@ def field_fault(body: dict[str, Any]) -> str | None:
     if isinstance(counter, bool) or not isinstance(counter, int):
         return '"counter" must be an integer'
     return None
+
+
+def command_trust(
+    data_dir: Path, hub: str, commune: str
+) -> tuple[HubKeys | None, SignedCommandCheck | None]:
+    """The hub's keys, and the check signed commands pass when it is enrolled (None: not
+    enrolled, unsigned commands run). Keys that cannot be read leave the hub refusing every
+    command (it cannot tell whose they are); the siren and the rest run on."""
+    try:
+        keys = HubKeys(data_dir)
+    except (OSError, KeyFileError) as exc:
+        log.error("the hub's keys cannot be used (%s): every command is refused", exc)
+        return None, SignedCommandCheck(None, hub, commune, None)
+    if not keys.enrolled:
+        log.warning(
+            "no commune key in %s: this hub takes unsigned commands until it is enrolled",
+            data_dir,
+        )
+        return keys, None
+    replay: ReplayWindow | None = None
+    try:
+        replay = ReplayWindow(data_dir / REPLAY_FILE)
+    except (OSError, sqlite3.Error) as exc:
+        log.error("the command counter file cannot be opened (%s): commands are refused", exc)
+    return keys, SignedCommandCheck(keys.commune, hub, commune, replay)

@@ -6,7 +6,7 @@ reaches a handler.
 An enrolled hub (``gateway.trust.HubKeys``: the commune's key is configured) runs only commands
 the commune signed (``gateway.command_check``), each once; it refuses unsigned ones. A hub not
 enrolled yet takes unsigned commands as before, refusing stale ones by their optional "ts".
-Results are signed with the hub's key when it has one (purpose "cmd_result").
+An enrolled hub signs its results with its own key (purpose "cmd_result").
 """
 
 from __future__ import annotations
@@ -142,7 +142,9 @@ class Commands:
             self.signed.replay.close()
 
     def _answer(self, result: dict[str, Any]) -> None:
-        self.answer(self.hub_key.sign("cmd_result", result) if self.hub_key else result)
+        # Signed once enrolled; before, the result is today's, unsigned.
+        signed = self.signed is not None and self.hub_key is not None
+        self.answer(self.hub_key.sign("cmd_result", result) if signed and self.hub_key else result)
 
 
 def handler_body(command: dict[str, Any]) -> dict[str, Any]:

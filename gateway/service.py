@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Mapping
@@ -27,19 +26,16 @@ from typing import Any, TypedDict
 
 from core.clock import ClockStatus
 from core.events import NEW, RESTORE, Event
-from core.signing import KeyFileError
 from core.topics import HubTopics
 from gateway.alarm import AlarmRule, AlarmRules
 from gateway.broker import BrokerSettings, settings_from_table
-from gateway.command_check import SignedCommandCheck
+from gateway.command_check import command_trust
 from gateway.commands import Commands
 from gateway.dispatcher import Dispatcher
 from gateway.guarded_outbox import GuardedOutbox
 from gateway.link_report import LinkReport
-from gateway.replay import REPLAY_FILE, ReplayWindow
 from gateway.sdnotify import SystemdNotifier
 from gateway.snapshots import SnapshotPublisher
-from gateway.trust import HubKeys
 from gateway.uplink import Liveness, Uplink, UplinkHandlers
 from sensors.gpio_inputs import GpioInputs
 from sensors.gpio_outputs import make_outputs, output_faults
@@ -163,7 +159,7 @@ class Hub:
 
             store = SnapshotStore(self.data_dir / SNAPSHOT_DIR, max_bytes=cfg.snapshots.max_bytes)
             self.snapshots = SnapshotPublisher(store, self.topics, self.uplink)
-        self.keys, signed = self._command_trust()
+        self.keys, signed = command_trust(self.data_dir, cfg.hub.id, cfg.hub.commune)
         self.commands = Commands(
             {"silence": self._cmd_silence, "ping": self._cmd_ping, "snapshot": self._cmd_snapshot},
             answer=lambda result: self.uplink.publish_json(self.topics.cmd_result, result),
@@ -424,28 +420,6 @@ class Hub:
         self.dispatcher.on_published(mid, accepted)
 
     # -- commands (paho's network thread) -------------------------------------------------
-
-    def _command_trust(self) -> tuple[HubKeys | None, SignedCommandCheck | None]:
-        """The hub's keys, and the check signed commands pass when it is enrolled. Keys that
-        cannot be read leave the hub refusing every command (it cannot tell whose they are);
-        the siren and the rest run on."""
-        try:
-            keys = HubKeys(self.data_dir)
-        except (OSError, KeyFileError) as exc:
-            log.error("the hub's keys cannot be used (%s): every command is refused", exc)
-            return None, SignedCommandCheck(None, self.cfg.hub.id, self.cfg.hub.commune, None)
-        if not keys.enrolled:
-            log.warning(
-                "no commune key in %s: this hub takes unsigned commands until it is enrolled",
-                self.data_dir,
-            )
-            return keys, None
-        replay: ReplayWindow | None = None
-        try:
-            replay = ReplayWindow(self.data_dir / REPLAY_FILE)
-        except (OSError, sqlite3.Error) as exc:
-            log.error("the command counter file cannot be opened (%s): commands are refused", exc)
-        return keys, SignedCommandCheck(keys.commune, self.cfg.hub.id, self.cfg.hub.commune, replay)
 
     def _on_command(
         self, name: str, payload: bytes, retained: bool = False, expiry_s: int | None = None
