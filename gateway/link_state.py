@@ -56,7 +56,8 @@ class UplinkHandlers:
     disconnected: Callable[[], None]
     published: Callable[[int, bool], None]  # (mid, broker accepted it)
     receipt: Callable[[dict[str, Any]], None]  # a well-formed receipt, not yet verified
-    command: Callable[[str, bytes, bool], None]  # name, payload, retained
+    # name, payload, retained, what remained of its MQTT message expiry (s) or None
+    command: Callable[[str, bytes, bool, int | None], None]
     receiver_online: Callable[[], None] = field(default=_nothing)  # the receiver (re)subscribed
     link_changed: Callable[[LinkStatus], None] = field(default=_ignore_status)
 

@@ -13,12 +13,15 @@ The uplink calls a gate on paho's network thread; it only verifies and hands ids
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
-from core.signing import PublicKey, verify
+from core.signing import KeyFileError, PublicKey, verify
+from gateway.trust import COMMUNE_KEY_FILE, HubKeys, read_commune_key
 
 log = logging.getLogger(__name__)
 
@@ -75,3 +78,21 @@ class ReceiptGate:
         if receipt.get("hub") != self.hub:
             return "it is for another hub"
         return None
+
+
+def receipt_gate(
+    hub: str, keys: HubKeys | None, data_dir: Path, deliver: Callable[[list[str]], None]
+) -> ReceiptGate:
+    """The hub's gate. Enrolled with a commune key file that cannot be read: every receipt is
+    refused; not enrolled: unsigned receipts count, and the log says so once."""
+    commune_file = data_dir / COMMUNE_KEY_FILE
+    commune = keys.commune if keys is not None else None
+    if keys is None:
+        with contextlib.suppress(KeyFileError):
+            commune = read_commune_key(data_dir)
+    enrolled = commune is not None or commune_file.exists()
+    if not enrolled:
+        log.warning(
+            "this hub trusts no commune key (%s): it accepts unsigned receipts", commune_file
+        )
+    return ReceiptGate(hub, commune, deliver, enrolled=enrolled)

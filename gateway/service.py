@@ -14,7 +14,6 @@ cannot be loaded (missing, wrong hash) leaves the cameras off: the hub reports o
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
@@ -27,18 +26,18 @@ from typing import Any, TypedDict
 
 from core.clock import ClockStatus
 from core.events import NEW, RESTORE, Event
-from core.signing import KeyFileError
 from core.topics import HubTopics
 from gateway.alarm import AlarmRule, AlarmRules
 from gateway.broker import BrokerSettings, settings_from_table
+from gateway.command_check import command_trust
 from gateway.commands import Commands
 from gateway.dispatcher import Dispatcher
 from gateway.guarded_outbox import GuardedOutbox
 from gateway.link_report import LinkReport
-from gateway.receipts import ReceiptGate
+from gateway.receipts import receipt_gate
 from gateway.sdnotify import SystemdNotifier
 from gateway.snapshots import SnapshotPublisher
-from gateway.trust import COMMUNE_KEY_FILE, HubKeys, read_commune_key
+from gateway.trust import load_hub_keys
 from gateway.uplink import Liveness, Uplink, UplinkHandlers
 from sensors.gpio_inputs import GpioInputs
 from sensors.gpio_outputs import make_outputs, output_faults
@@ -112,7 +111,7 @@ class Hub:
         self.rules = AlarmRules(
             [AlarmRule(frozenset(r.when), r.output, r.seconds) for r in cfg.rules], self.outputs
         )
-        self.keys = self._load_keys()
+        self.keys = load_hub_keys(self.data_dir)
         signer = self.keys.signing if self.keys is not None else None
         self.outbox = GuardedOutbox(
             self.data_dir / OUTBOX_FILE,
@@ -132,7 +131,9 @@ class Hub:
             on_turn=self._on_store_turn,
             signer=signer,
         )
-        self.receipts = self._receipt_gate()
+        self.receipts = receipt_gate(
+            cfg.hub.id, self.keys, self.data_dir, self.dispatcher.on_receipt
+        )
         led = status_led_name(cfg)
         self.link_report = LinkReport(
             self.emit,
@@ -167,39 +168,18 @@ class Hub:
 
             store = SnapshotStore(self.data_dir / SNAPSHOT_DIR, max_bytes=cfg.snapshots.max_bytes)
             self.snapshots = SnapshotPublisher(store, self.topics, self.uplink)
+        signed = command_trust(self.keys, self.data_dir, cfg.hub.id, cfg.hub.commune)
         self.commands = Commands(
             {"silence": self._cmd_silence, "ping": self._cmd_ping, "snapshot": self._cmd_snapshot},
             answer=lambda result: self.uplink.publish_json(self.topics.cmd_result, result),
+            signed=signed,
+            hub_key=self.keys.signing if self.keys is not None else None,
+            clock_synced=lambda: self.clock.synced(),
         )
         self._running = False
         self._store_turned = threading.Event()
         self._ready_lock = threading.Lock()
         self._ready_sent = False
-
-    # -- keys -----------------------------------------------------------------------------
-
-    def _load_keys(self) -> HubKeys | None:
-        """The hub's key (made now on a first start) and the commune's. A key file that cannot
-        be read or written does not stop the hub: the siren still sounds, events go out
-        unsigned, and the log says why."""
-        try:
-            return HubKeys(self.data_dir)
-        except (KeyFileError, OSError) as exc:
-            log.error("the hub's keys cannot be used (%s): its events go out unsigned", exc)
-            return None
-
-    def _receipt_gate(self) -> ReceiptGate:
-        """Enrolled with a commune key file that cannot be read: every receipt is refused."""
-        commune_file = self.data_dir / COMMUNE_KEY_FILE
-        commune = self.keys.commune if self.keys is not None else None
-        if self.keys is None:
-            with contextlib.suppress(KeyFileError):
-                commune = read_commune_key(self.data_dir)
-        enrolled = commune is not None or commune_file.exists()
-        if not enrolled:
-            log.warning("this hub trusts no commune key (%s): it accepts unsigned receipts",
-                        commune_file)  # fmt: skip
-        return ReceiptGate(self.cfg.hub.id, commune, self.dispatcher.on_receipt, enrolled=enrolled)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -255,6 +235,7 @@ class Hub:
         self.link_report.close()  # before the store thread ends: it may still emit
         self.dispatcher.stop(drain_timeout_s)
         self.uplink.stop()
+        self.commands.close()
         self.rules.close()
         for out in self.outputs.values():
             out.close()
@@ -447,16 +428,20 @@ class Hub:
             self.snapshots.on_published(mid, accepted)
         self.dispatcher.on_published(mid, accepted)
 
-    # -- remote commands (paho's network thread) ------------------------------------------
-
     # -- commands (paho's network thread) -------------------------------------------------
 
-    def _on_command(self, name: str, payload: bytes, retained: bool = False) -> None:
-        self.commands.handle(name, payload, retained)
+    def _on_command(
+        self, name: str, payload: bytes, retained: bool = False, expiry_s: int | None = None
+    ) -> None:
+        self.commands.handle(name, payload, retained, expiry_s)
 
     @property
     def malformed_commands(self) -> int:
         return self.commands.malformed
+
+    @property
+    def refused_commands(self) -> int:
+        return self.commands.refused
 
     # Command handlers: the body in, the result's fields out.
 
@@ -491,6 +476,7 @@ class Hub:
             "sounding": self.rules.sounding(),
             "output_faults": output_faults(self.outputs),
             "malformed_commands": self.malformed_commands,
+            "refused_commands": self.refused_commands,
             "bad_receipts": self.uplink.stats.bad_receipts + self.receipts.forged,
             "forged_receipts": self.receipts.forged,
             "buses": self.buses.health(),

@@ -65,3 +65,14 @@ def forget_commune(data_dir: Path) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def load_hub_keys(data_dir: Path) -> HubKeys | None:
+    """The hub's key (made now on a first start) and the commune's. A key file that cannot be
+    read or written does not stop the hub: the siren still sounds, events go out unsigned,
+    commands are refused, and the log says why."""
+    try:
+        return HubKeys(data_dir)
+    except (KeyFileError, OSError) as exc:
+        log.error("the hub's keys cannot be used (%s): its events go out unsigned", exc)
+        return None

@@ -459,8 +459,14 @@ class Uplink:
             elif msg.topic == self.receiver_status:
                 self._on_receiver_status(bytes(msg.payload), bool(msg.retain))
             elif msg.topic.startswith(self.topics.base + "/cmd/"):
+                # The broker sends what remains of a message's expiry: signed commands on a hub
+                # without a synchronised clock rely on it (gateway/command_check.py).
+                expiry = getattr(msg.properties, "MessageExpiryInterval", None)
                 self.handlers.command(
-                    msg.topic.rsplit("/", 1)[1], bytes(msg.payload), bool(msg.retain)
+                    msg.topic.rsplit("/", 1)[1],
+                    bytes(msg.payload),
+                    bool(msg.retain),
+                    expiry if isinstance(expiry, int) else None,
                 )
         except Exception:
             log.exception("error handling message on %s", msg.topic)

@@ -16,7 +16,7 @@ from gateway.uplink import Uplink, UplinkHandlers
 from testkit.mqtt import HasAddress
 
 
-def _ignore_command(name: str, payload: bytes, retained: bool) -> None:
+def _ignore_command(name: str, payload: bytes, retained: bool, expiry_s: int | None) -> None:
     pass
 
 

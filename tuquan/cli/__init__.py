@@ -3,6 +3,7 @@
 - ``hub``: ``run`` (the hub, or ``--sim``) and ``check-config``;
 - ``sim``: ``sim``, requests to a running simulated hub;
 - ``receive``: ``receive``, the commune receiver;
+- ``command``: ``command``, a signed command to a hub;
 - ``detect``: ``detect``, people in picture files;
 - ``model``: ``model list`` and ``model fetch``;
 - ``keys``: ``keys init|show|trust|revoke``, signing keys and enrolment;
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 
 from tuquan.cli.broker import add_broker_config, add_doctor
+from tuquan.cli.command import add_command
 from tuquan.cli.detect import add_detect
 from tuquan.cli.hub import add_check_config, add_run
 from tuquan.cli.keys import add_keys
@@ -49,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_run,
         add_sim,
         add_receive,
+        add_command,
         add_check_config,
         add_detect,
         add_model,
