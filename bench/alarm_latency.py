@@ -99,8 +99,11 @@ def telemetry_undelivered(outbox: sqlite3.Connection) -> int:
     return int(outbox.execute(query, (int(Priority.TELEMETRY),)).fetchone()[0])
 
 
-def run(broker: Broker, data_dir: Path, n: int) -> tuple[list[dict[str, Any]], int]:
-    """The rows of the table, and how many backlogs were drained while pressing."""
+def run(
+    broker: Broker, data_dir: Path, n: int, draining: bool = True
+) -> tuple[list[dict[str, Any]], int]:
+    """The rows of the table, and how many backlogs were drained while pressing (the idle
+    rows only, without ``draining``)."""
     # The hub core: the default guard post with its sensor bus, without the camera (whose
     # detector would take a core of its own; bench.camera_cpu measures it).
     cfg = sim_config(camera=False, uplink={"receipts": False})
@@ -146,7 +149,7 @@ def run(broker: Broker, data_dir: Path, n: int) -> tuple[list[dict[str, Any]], i
         # the telemetry still undelivered. The hub's own undelivered count is never 0 here, as
         # the panic just pressed is in it until its PUBACK's mark.
         outbox = sqlite3.connect(f"file:{data_dir / OUTBOX_FILE}?mode=ro", uri=True)
-        while sum(loaded[1].busy) < n:
+        while draining and sum(loaded[1].busy) < n:
             if telemetry_undelivered(outbox) == 0:
                 backlog = [
                     Event(kind="telemetry", zone="bench", source="bench", data={"n": i})
@@ -167,7 +170,8 @@ def run(broker: Broker, data_dir: Path, n: int) -> tuple[list[dict[str, Any]], i
         close_client(pub)
     bare = idle[0]
     rows = [summary(p, False, bare, bare) for p in idle]
-    rows += [summary(p, True, loaded[0], bare) for p in loaded]
+    if draining:
+        rows += [summary(p, True, loaded[0], bare) for p in loaded]
     return rows, backlogs
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench import common
 from core.events import Event
+from core.signing import SigningKey
 from core.topics import HubTopics
 from gateway.dispatcher import Dispatcher
 from gateway.guarded_outbox import GuardedOutbox
@@ -87,9 +88,10 @@ class Subscriber:
         return self.done_ns
 
 
-def fill(path: Path, n: int) -> tuple[float, int]:
-    """An offline outbox with ``n`` telemetry events; (seconds, mean payload size)."""
-    outbox = Outbox(path, "bench-hub", max_events=max(n, 100_000))
+def fill(path: Path, n: int, signer: SigningKey | None = None) -> tuple[float, int]:
+    """An offline outbox with ``n`` telemetry events, signed with ``signer`` if given (as the
+    hub's are); (seconds, mean payload size)."""
+    outbox = Outbox(path, "bench-hub", max_events=max(n, 100_000), signer=signer)
     t0 = time.perf_counter()
     for start in range(0, n, FILL_BATCH):
         events = [

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
-from commune.store import EventStore
+from commune.store import EventStore, ReceivedEvent
 from core.safe_json import loads_untrusted
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,17 @@ def feed_event(row: dict[str, Any]) -> dict[str, Any]:
     except ValueError:
         published = None
     base = published if isinstance(published, dict) else {}
-    return base | {name: row[name] for name in CONTRACT_FIELDS}
+    shown = base | {name: row[name] for name in CONTRACT_FIELDS}
+    # Absent when nothing was verified (no hub enrolled), as before there were signatures.
+    if row.get("verified") is not None:
+        shown["verified"] = bool(row["verified"])
+    return shown
+
+
+def unverified_event(event: ReceivedEvent, reason: str) -> dict[str, Any]:
+    """A quarantined event as the feed shows it: never a genuine alarm, ``verified`` false and
+    the quarantine's reason."""
+    return feed_event(asdict(event)) | {"verified": False, "reason": reason}
 
 
 class AlertFeed:

@@ -25,6 +25,11 @@ client id) and messages are acknowledged by hand (``manual_ack=True``) after the
 published while the receiver is down wait in the broker, and a message the receiver took but did
 not commit is delivered again when it reconnects.
 
+Trust (``commune.trust``): once any hub is enrolled, an event is stored only if it verifies
+with an acceptable key of its hub; one that does not is quarantined with reason
+"unverified: <why>", counted as ``unverified``, handed to the alert feed once with
+``"verified": false`` and never receipted. Receipts are signed with the commune's key.
+
 Camera snapshots (``snapshot/<event-id>``, JPEG) are saved by the writer thread
 (``commune.snapshots``) before the batch is acknowledged; a bad one is counted and dropped.
 
@@ -54,13 +59,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from commune.feed import AlertFeed
+from commune.feed import AlertFeed, unverified_event
 from commune.snapshots import SNAPSHOT_DIRNAME, SnapshotFiles, is_snapshot
 from commune.store import EventStore, ReceivedEvent
 from commune.storing import Outcome, Pending, Stopped, store_pending
-from commune.validate import InvalidEvent, parse_event_message
+from commune.trust import HubKeyring, load_commune_key
+from commune.validate import InvalidEvent, parse_event
 from core.errors import TuquanError
 from core.events import utc_now_iso
+from core.signing import KeyFileError, SigningKey
 from core.topics import (
     HubTopics,
     commune_event_filter,
@@ -89,6 +96,7 @@ class ReceiverStats:
     duplicates: int = 0  # events already stored (re-sent by a hub or redelivered by the broker)
     malformed: int = 0  # messages dropped: bad topic, not JSON, not a valid event, wrong hub
     quarantined: int = 0  # valid events the store refused for good (quarantine table)
+    unverified: int = 0  # valid events that did not verify with their hub's key (quarantined)
     receipts_sent: int = 0  # receipt messages published (one per hub per batch)
     snapshots: int = 0  # camera snapshots saved (a re-sent one is saved again, same file)
     bad_snapshots: int = 0  # snapshot messages dropped: not a JPEG, too large, bad topic
@@ -124,6 +132,8 @@ class Receiver:
     storing or receipts.
 
     ``store_factory`` opens the event store (``EventStore`` by default) on the writer thread.
+    ``commune_key`` signs the receipts; by default the one in the store's directory
+    (``commune.key``, made there on the first start).
     """
 
     def __init__(
@@ -141,6 +151,7 @@ class Receiver:
         share_group: str | None = None,
         keepalive: int = 30,
         store_factory: Callable[[Path], EventStore] = EventStore,
+        commune_key: SigningKey | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -158,6 +169,8 @@ class Receiver:
         self.keepalive = keepalive
         self._store_factory = store_factory
         self._feed = AlertFeed(on_new_event) if on_new_event is not None else None
+        self.commune_key = commune_key
+        self._keyring = HubKeyring()
 
         self._queue: queue.Queue[_Incoming | object] = queue.Queue()
         self._stats = ReceiverStats()
@@ -201,6 +214,11 @@ class Receiver:
         if self._started:
             raise ReceiverError("receiver already started")
         self._started = True
+        if self.commune_key is None:
+            try:
+                self.commune_key = load_commune_key(self.db_path.parent)
+            except (KeyFileError, OSError) as exc:
+                raise ReceiverError(f"cannot load the commune's signing key: {exc}") from exc
         self._writer = threading.Thread(
             target=self._writer_main, name=f"receiver-writer-{self.commune}", daemon=True
         )
@@ -382,6 +400,7 @@ class Receiver:
             return
         self._store_ready.set()
         try:
+            self._refresh_keyring(store)  # says once whether events are verified
             self._run_feed(store)  # rows stored by an earlier run and never handed on
             while True:
                 batch, stop = self._take_batch()
@@ -426,11 +445,20 @@ class Receiver:
     def _handle_batch(self, store: EventStore, batch: list[_Incoming]) -> bool:
         """Store, feed and receipt one batch; False if the receiver stopped while the store was
         failing (then nothing is acknowledged and the broker delivers it all again)."""
+        self._refresh_keyring(store)
         pending: list[Pending] = []
         for msg in batch:
-            event = self._accept(msg)
-            if event is not None:
-                pending.append(Pending(msg.topic, msg.payload, event))
+            parsed = self._accept(msg)
+            if parsed is None:
+                continue
+            event, obj = parsed
+            verdict = self._keyring.check(event.hub, obj)
+            if verdict.verified is False:
+                self._quarantine_unverified(store, msg, event, verdict.reason)
+                continue
+            if verdict.verified:
+                event = replace(event, verified=True, sig=obj["sig"])
+            pending.append(Pending(msg.topic, msg.payload, event))
         try:
             outcomes = store_pending(store, pending, self._stopping)
         except Stopped:
@@ -454,14 +482,51 @@ class Receiver:
             self._send_receipts(receipts)
         return True
 
-    def _accept(self, msg: _Incoming) -> ReceivedEvent | None:
-        """The event a message carries; None for a snapshot (saved here) or a message dropped
-        as malformed. Whatever goes wrong costs this message only, with one log line."""
+    def _refresh_keyring(self, store: EventStore) -> None:
+        try:
+            self._keyring.refresh(store)
+        except Exception as exc:  # the keys as last read stay in force
+            log.error("enrolled hub keys could not be read: %s", exc)
+
+    def _quarantine_unverified(
+        self, store: EventStore, msg: _Incoming, event: ReceivedEvent, why: str
+    ) -> None:
+        """Keep an event that did not verify apart, count it, show it on the feed as
+        unverified (once per distinct message); never stored as an event, never receipted."""
+        reason = f"unverified: {why}"
+        try:
+            self._keep_unverified(store, msg, event, reason)
+        finally:  # counted once it is kept and shown, so a count seen means both are done
+            self._count(unverified=1)
+
+    def _keep_unverified(
+        self, store: EventStore, msg: _Incoming, event: ReceivedEvent, reason: str
+    ) -> None:
+        try:
+            new = store.quarantine(msg.topic, msg.payload, reason, msg.received_at)
+        except Exception as exc:
+            # The hub (if it is one) still holds the event: nothing was receipted.
+            log.error("unverified event on %s not quarantined (%s): dropped", msg.topic, exc)
+            new = True
+        if not new:
+            log.debug("unverified event %s on %s again: %s", event.id, msg.topic, reason)
+            return
+        log.warning("event %s on %s quarantined: %s", event.id, msg.topic[:200], reason)
+        if self.on_new_event is not None:
+            try:
+                self.on_new_event(unverified_event(event, reason))
+            except Exception as exc:
+                log.error("alert feed callback failed for unverified event %s: %r", event.id, exc)
+
+    def _accept(self, msg: _Incoming) -> tuple[ReceivedEvent, dict[str, Any]] | None:
+        """The event a message carries, with its JSON object; None for a snapshot (saved here)
+        or a message dropped as malformed. Whatever goes wrong costs this message only, with
+        one log line."""
         try:
             if is_snapshot(msg.topic):
                 self._save_snapshot(msg)
                 return None
-            return parse_event_message(
+            return parse_event(
                 msg.topic, msg.payload, commune=self.commune, received_at=msg.received_at
             )
         except InvalidEvent as exc:
@@ -508,10 +573,13 @@ class Receiver:
         log.info("snapshot saved: %s", path)
 
     def _send_receipts(self, receipts: dict[str, list[str]]) -> None:
-        """Publish ``{"ids": [...]}`` to each hub's receipt topic (QoS 1). Called only after the
-        events are committed. paho queues the message if the connection is down."""
+        """Publish ``{"hub", "ids", "ts", "kid", "sig"}`` (signed by the commune, purpose
+        "receipt") to each hub's receipt topic (QoS 1). Called only after the events are
+        committed. paho queues the message if the connection is down."""
+        assert self.commune_key is not None  # loaded by start()
         for hub, ids in receipts.items():
-            payload = json.dumps({"ids": ids}, separators=(",", ":"))
+            receipt = self.commune_key.sign("receipt", {"hub": hub, "ids": ids, "ts": time.time()})
+            payload = json.dumps(receipt, separators=(",", ":"))
             # Counted before it leaves, so a hub that has its receipt sees it counted.
             self._count(receipts_sent=1)
             info = self._client.publish(HubTopics(self.commune, hub).receipt, payload, qos=1)

@@ -4,9 +4,14 @@ A row is committed (WAL, ``synchronous=FULL``) before the receiver sends the hub
 an event the hub may delete is already on the commune's disk. Inserting an id that is already
 stored does nothing: that is how re-sent events are recognised.
 
-Two small tables sit beside ``events`` in the same file:
-- ``quarantine``: messages that passed validation but that SQLite refused for a reason retrying
-  cannot fix; kept for an operator (raw payload, topic, reason), one row per distinct message.
+Small tables sit beside ``events`` in the same file:
+- ``quarantine``: messages kept apart for an operator (raw payload, topic, reason), one row per
+  distinct message: events that passed validation but that SQLite refused for a reason retrying
+  cannot fix, and events that did not verify against their hub's enrolled key (reason
+  "unverified: ...").
+- ``hub_keys``: the enrolled hubs' public keys (``commune.trust`` says how they are used), one
+  row per key ever enrolled: hub, key text, fingerprint, enrolled_at, revoked_at (NULL while
+  acceptable).
 - ``meta``: the alert feed's position, the ``events`` rowid of the last row handed to the feed.
   Rows are never deleted, so rowids only grow and "rows after the position" are exactly the
   rows not yet printed.
@@ -57,6 +62,8 @@ class ReceivedEvent:
     data: dict[str, Any]
     received_at: str  # UTC ISO-8601 when the receiver got the message
     payload: str  # the message exactly as published
+    sig: str | None = None  # the hub's signature, when it verified
+    verified: bool | None = None  # True: verified; None: no hub enrolled, nothing verified
 
     @classmethod
     def from_event(
@@ -82,6 +89,22 @@ class ReceivedEvent:
 
 
 COLUMNS = [f.name for f in fields(ReceivedEvent)]
+# Added after the first files were written: nullable, and added to older files on open.
+LATER_COLUMNS = {"sig": "TEXT", "verified": "INTEGER"}
+HUB_KEYS = "hub_keys"
+
+
+@dataclass(frozen=True)
+class HubKeyRecord:
+    """One enrolled key of a hub (``revoked_at`` None while it is acceptable)."""
+
+    hub: str
+    key: str
+    fingerprint: str
+    enrolled_at: str
+    revoked_at: str | None
+
+
 _INSERT = (
     f"INSERT OR IGNORE INTO {TABLE} ({', '.join(COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in COLUMNS)})"
@@ -121,9 +144,13 @@ class EventStore:
                 "payload": str,
             },
             pk="id",
-            not_null=COLUMNS,
+            not_null=[c for c in COLUMNS if c not in LATER_COLUMNS],
             if_not_exists=True,
         )
+        present = {r[1] for r in self._conn.execute(f"PRAGMA table_info({TABLE})")}
+        for column, sql_type in LATER_COLUMNS.items():
+            if column not in present:
+                self._add_column(column, sql_type)
         self._conn.execute(f"CREATE INDEX IF NOT EXISTS idx_{TABLE}_hub_seq ON {TABLE} (hub, seq)")
         self._conn.execute(
             f"""CREATE TABLE IF NOT EXISTS {QUARANTINE} (
@@ -136,8 +163,25 @@ class EventStore:
                 times INTEGER NOT NULL
             )"""
         )
+        self._conn.execute(
+            f"""CREATE TABLE IF NOT EXISTS {HUB_KEYS} (
+                hub TEXT NOT NULL,
+                key TEXT NOT NULL,
+                fingerprint TEXT NOT NULL,
+                enrolled_at TEXT NOT NULL,
+                revoked_at TEXT
+            )"""
+        )
         if not self._has_table(META):
             self._create_meta()
+
+    def _add_column(self, column: str, sql_type: str) -> None:
+        """Migrate a file from before ``column``; another process may be doing it too."""
+        try:
+            self._conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {column} {sql_type}")
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):
+                raise
 
     def _has_table(self, name: str) -> bool:
         row = self._conn.execute(
@@ -194,19 +238,20 @@ class EventStore:
         except sqlite3.Error as exc:
             log.warning("rollback of %s failed: %s", self.path, exc)
 
-    def quarantine(self, topic: str, payload: bytes, reason: str, received_at: str) -> None:
-        """Keep a message the store refused. The same message again (a hub re-sends what it
-        has no receipt for) only bumps ``times`` and ``last_received_at``."""
+    def quarantine(self, topic: str, payload: bytes, reason: str, received_at: str) -> bool:
+        """Keep a message apart; True if it is new here. The same message again (a hub re-sends
+        what it has no receipt for) only bumps ``times`` and ``last_received_at``."""
         digest = hashlib.sha256(topic.encode("utf-8", "replace") + b"\0" + payload).hexdigest()
-        self._conn.execute(
+        row = self._conn.execute(
             f"INSERT INTO {QUARANTINE} "
             "(digest, topic, payload, reason, received_at, last_received_at, times) "
             "VALUES (?, ?, ?, ?, ?, ?, 1) "
             "ON CONFLICT(digest) DO UPDATE SET "
             "times = times + 1, last_received_at = excluded.last_received_at, "
-            "reason = excluded.reason",
+            "reason = excluded.reason RETURNING times",
             (digest, topic, payload, reason, received_at, received_at),
-        )
+        ).fetchone()
+        return row is not None and int(row[0]) == 1
 
     def quarantined(self) -> list[dict[str, Any]]:
         """Every quarantined message, first received first."""
@@ -215,6 +260,51 @@ class EventStore:
             f"FROM {QUARANTINE} ORDER BY received_at, rowid"
         )
         return [dict(r) for r in rows]
+
+    # -- enrolled hubs' keys -----------------------------------------------------------------
+
+    def hub_keys(self) -> list[HubKeyRecord]:
+        """Every key ever enrolled, oldest enrolment first."""
+        rows = self._conn.execute(
+            f"SELECT hub, key, fingerprint, enrolled_at, revoked_at FROM {HUB_KEYS} ORDER BY rowid"
+        )
+        return [HubKeyRecord(**dict(r)) for r in rows]
+
+    def enrol_hub_key(self, hub: str, key: str, fingerprint: str, now: str) -> bool:
+        """Add ``key`` as the hub's newest (active) key; False if it already is the active one."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            newest = self._conn.execute(
+                f"SELECT fingerprint FROM {HUB_KEYS} WHERE hub = ? AND revoked_at IS NULL "
+                "ORDER BY rowid DESC LIMIT 1",
+                (hub,),
+            ).fetchone()
+            added = newest is None or newest[0] != fingerprint
+            if added:
+                self._conn.execute(
+                    f"INSERT INTO {HUB_KEYS} (hub, key, fingerprint, enrolled_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (hub, key, fingerprint, now),
+                )
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        return added
+
+    def revoke_hub_keys(self, hub: str, now: str, fingerprint: str | None = None) -> int:
+        """Revoke every acceptable key of ``hub`` (or only the one with ``fingerprint``);
+        the number of keys revoked."""
+        sql = f"UPDATE {HUB_KEYS} SET revoked_at = ? WHERE hub = ? AND revoked_at IS NULL"
+        params: tuple[str, ...] = (now, hub)
+        if fingerprint is not None:
+            sql += " AND fingerprint = ?"
+            params += (fingerprint,)
+        return self._conn.execute(sql, params).rowcount
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits to the file (a ``tuquan keys`` run)."""
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
     # -- the alert feed's position -----------------------------------------------------------
 
@@ -259,6 +349,7 @@ class EventStore:
     def _row_values(item: ReceivedEvent) -> list[Any]:
         row = asdict(item)
         row["clock_synced"] = int(item.clock_synced)
+        row["verified"] = None if item.verified is None else int(item.verified)
         row["data"] = json.dumps(item.data, separators=(",", ":"), sort_keys=True)
         return [row[c] for c in COLUMNS]
 
@@ -284,6 +375,8 @@ class EventStore:
         out = dict(row)
         out["data"] = json.loads(out["data"])
         out["clock_synced"] = bool(out["clock_synced"])
+        if out.get("verified") is not None:
+            out["verified"] = bool(out["verified"])
         return out
 
     def close(self) -> None:

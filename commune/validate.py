@@ -53,6 +53,14 @@ def parse_event_message(
 
     The topic is the authority (broker ACLs bind it to the hub's identity): the payload's
     ``hub`` and ``kind`` must agree with it."""
+    return parse_event(topic, payload, commune=commune, received_at=received_at)[0]
+
+
+def parse_event(
+    topic: str, payload: bytes, *, commune: str, received_at: str
+) -> tuple[ReceivedEvent, dict[str, Any]]:
+    """``parse_event_message``'s event, with the JSON object it was read from (what the hub's
+    signature covers, checked by ``commune.trust``)."""
     hub, topic_kind = _topic_parts(topic, commune)
     if len(payload) > MAX_EVENT_BYTES:
         raise InvalidEvent(f"{len(payload)} bytes, more than {MAX_EVENT_BYTES}")
@@ -97,7 +105,7 @@ def parse_event_message(
     if data_size > MAX_DATA_BYTES:
         raise InvalidEvent(f"data is {data_size} bytes serialized, more than {MAX_DATA_BYTES}")
 
-    return ReceivedEvent(
+    event = ReceivedEvent(
         id=event_id,
         hub=hub,
         commune=commune,
@@ -114,6 +122,7 @@ def parse_event_message(
         received_at=received_at,
         payload=text,
     )
+    return event, obj
 
 
 def _topic_parts(topic: str, commune: str) -> tuple[str, str]:

@@ -30,10 +30,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from core.events import Event, Priority
+from core.signing import SigningKey
 from core.topics import HubTopics
 from gateway.guarded_outbox import GuardedOutbox, StorageRefused
 from gateway.in_flight import InFlight
 from gateway.outbox import Outbox, Row
+from gateway.signed_payloads import health_payload
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +79,10 @@ class Dispatcher:
         health_extra: Callable[[], dict[str, Any]] | None = None,
         prune_interval_s: float = 600.0,
         on_turn: Callable[[], None] | None = None,
+        signer: SigningKey | None = None,
     ) -> None:
         self.outbox = outbox
+        self.signer = signer  # the hub's key: health is signed with it
         self.topics = topics
         self.receipts = receipts
         self.receipt_timeout_s = receipt_timeout_s
@@ -170,6 +174,7 @@ class Dispatcher:
             self._queue.put(("pubacks",))
 
     def on_receipt(self, ids: list[str]) -> None:
+        """Ids of a receipt already found genuine (gateway/receipts.py)."""
         self._queue.put(("receipt", ids))
 
     def on_receiver_online(self) -> None:
@@ -476,7 +481,8 @@ class Dispatcher:
         uplink.publish_json(self.topics.health, self.health(), retain=True)
 
     def health(self) -> dict[str, Any]:
-        """The health payload, as published (store thread: it reads the outbox)."""
+        """The health payload, as published, signed with the hub's key if it has one (store
+        thread: it reads the outbox)."""
         health: dict[str, Any] = {
             "hub": self.topics.hub,
             "uptime_s": round(time.monotonic() - self._started_at, 1),
@@ -489,4 +495,4 @@ class Dispatcher:
         }
         if self.health_extra is not None:
             health.update(self.health_extra())
-        return health
+        return health_payload(health, self.signer)

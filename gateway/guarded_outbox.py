@@ -33,9 +33,11 @@ from typing import Any, TypeVar
 
 from core.errors import TuquanError
 from core.events import NEW, RESTORE, Event, Priority
+from core.signing import SigningKey
 from gateway.held_events import Held, HeldEvents
 from gateway.outbox import DELIVERED, PENDING, SENT, Outbox, OutboxDamaged, OutboxStats, Row
 from gateway.outbox_files import SEQ_BLOCK, SeqRecord, quarantine, salvage
+from gateway.signed_payloads import event_payload
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,9 @@ class GuardedOutbox:
     """Same calls as ``Outbox`` (the ones the dispatcher makes), never a storage exception.
 
     ``report`` receives the hub's own ``storage_fault`` events (``Hub.emit``); it is called
-    on the store thread and must only queue them.
+    on the store thread and must only queue them. ``signer`` (the hub's key) signs each
+    event's payload once, whether it is written to the file or held in memory; rows saved from
+    a damaged file keep the payload they had.
     """
 
     def __init__(
@@ -103,9 +107,11 @@ class GuardedOutbox:
         max_events: int = 100_000,
         delivered_retention_s: float = 86_400.0,
         report: Callable[[Event], object] | None = None,
+        signer: SigningKey | None = None,
     ) -> None:
         self.path = Path(path)
         self.hub = hub
+        self.signer = signer
         self.max_events = max_events
         self.delivered_retention_s = delivered_retention_s
         self.report = report
@@ -177,6 +183,7 @@ class GuardedOutbox:
             max_events=self.max_events,
             delivered_retention_s=self.delivered_retention_s,
             check=check,
+            signer=self.signer,
         )
 
     def _use(self, db: Outbox, resume_after: int) -> None:
@@ -370,7 +377,8 @@ class GuardedOutbox:
             return replace(event, seq=0)
         self._last_seq += 1
         event = replace(event, seq=self._last_seq)
-        self._held.add(Held(event.seq, event.id, event.kind, priority, event.to_json(self.hub)))
+        payload = event_payload(event, self.hub, self.signer)
+        self._held.add(Held(event.seq, event.id, event.kind, priority, payload))
         return event
 
     def mark_sent(self, seqs: Sequence[int]) -> int:

@@ -4,6 +4,8 @@ the echo of the hub's own ping. Deep nesting, huge numbers, NaN and oversized pa
 
 from __future__ import annotations
 
+from typing import Any
+
 from core.safe_json import loads_untrusted
 
 RECEIPT_MAX_BYTES = 256 * 1024  # a receipt names at most a few thousand ids
@@ -11,16 +13,19 @@ RECEIVER_STATUS_MAX_BYTES = 4096
 PING_MAX_BYTES = 256
 
 
-def parse_receipt(payload: bytes) -> list[str] | None:
-    """A receipt is ``{"ids": ["<event id>", ...]}``; anything else is None."""
+def parse_receipt(payload: bytes) -> dict[str, Any] | None:
+    """A receipt: an object with ``"ids": ["<event id>", ...]`` (and, signed by the commune,
+    ``hub``, ``ts``, ``kid``, ``sig``: gateway/receipts.py checks those). Anything else is None."""
     try:
         obj = loads_untrusted(payload, max_bytes=RECEIPT_MAX_BYTES)
     except (ValueError, RecursionError, OverflowError):  # the last two: a wall behind the first
         return None
-    ids = obj.get("ids") if isinstance(obj, dict) else None
+    if not isinstance(obj, dict):
+        return None
+    ids = obj.get("ids")
     if not isinstance(ids, list) or not all(isinstance(i, str) and len(i) <= 64 for i in ids):
         return None
-    return ids
+    return obj
 
 
 def parse_receiver_status(payload: bytes) -> str:

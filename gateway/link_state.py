@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 # The link's state in health: connected and heard from, found silent, or not connected.
 LINK_ONLINE, LINK_SILENT, LINK_OFFLINE = "online", "silent", "offline"
@@ -54,8 +55,9 @@ class UplinkHandlers:
     connected: Callable[[], None]
     disconnected: Callable[[], None]
     published: Callable[[int, bool], None]  # (mid, broker accepted it)
-    receipt: Callable[[list[str]], None]
-    command: Callable[[str, bytes, bool], None]  # name, payload, retained
+    receipt: Callable[[dict[str, Any]], None]  # a well-formed receipt, not yet verified
+    # name, payload, retained, what remained of its MQTT message expiry (s) or None
+    command: Callable[[str, bytes, bool, int | None], None]
     receiver_online: Callable[[], None] = field(default=_nothing)  # the receiver (re)subscribed
     link_changed: Callable[[LinkStatus], None] = field(default=_ignore_status)
 

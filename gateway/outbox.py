@@ -25,6 +25,8 @@ from typing import Any
 
 from core.errors import TuquanError
 from core.events import Event, Priority
+from core.signing import SigningKey
+from gateway.signed_payloads import event_payload
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +91,15 @@ class Outbox:
         max_events: int = 100_000,
         delivered_retention_s: float = 86_400.0,
         check: bool = False,
+        signer: SigningKey | None = None,
     ) -> None:
         """Open (or create) the file. ``check`` runs ``PRAGMA quick_check`` first and raises
         ``OutboxDamaged`` when it fails; a file that is not a database raises
-        ``sqlite3.DatabaseError`` whatever ``check`` says."""
+        ``sqlite3.DatabaseError`` whatever ``check`` says. With ``signer`` (the hub's key) each
+        event's stored payload carries its signature (gateway/signed_payloads.py)."""
         self.path = Path(path)
         self.hub = hub
+        self.signer = signer
         self.max_events = max_events
         self.delivered_retention_s = delivered_retention_s
         self.stats = OutboxStats()
@@ -185,7 +190,7 @@ class Outbox:
                     "INSERT INTO outbox (seq, id, kind, priority, state, created_at, payload)"
                     " VALUES (?, ?, ?, ?, 0, ?, ?)",
                     (event.seq, event.id, event.kind, int(event.priority), now,
-                     event.to_json(self.hub)),
+                     event_payload(event, self.hub, self.signer)),
                 )  # fmt: skip
                 added += 1
                 stored.append(event)

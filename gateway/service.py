@@ -29,12 +29,15 @@ from core.events import NEW, RESTORE, Event
 from core.topics import HubTopics
 from gateway.alarm import AlarmRule, AlarmRules
 from gateway.broker import BrokerSettings, settings_from_table
+from gateway.command_check import command_trust
 from gateway.commands import Commands
 from gateway.dispatcher import Dispatcher
 from gateway.guarded_outbox import GuardedOutbox
 from gateway.link_report import LinkReport
+from gateway.receipts import receipt_gate
 from gateway.sdnotify import SystemdNotifier
 from gateway.snapshots import SnapshotPublisher
+from gateway.trust import load_hub_keys
 from gateway.uplink import Liveness, Uplink, UplinkHandlers
 from sensors.gpio_inputs import GpioInputs
 from sensors.gpio_outputs import make_outputs, output_faults
@@ -108,12 +111,15 @@ class Hub:
         self.rules = AlarmRules(
             [AlarmRule(frozenset(r.when), r.output, r.seconds) for r in cfg.rules], self.outputs
         )
+        self.keys = load_hub_keys(self.data_dir)
+        signer = self.keys.signing if self.keys is not None else None
         self.outbox = GuardedOutbox(
             self.data_dir / OUTBOX_FILE,
             cfg.hub.id,
             max_events=cfg.outbox.max_events,
             delivered_retention_s=cfg.outbox.delivered_retention_s,
             report=self.emit,
+            signer=signer,
         )
         self.dispatcher = Dispatcher(
             self.outbox,
@@ -123,6 +129,10 @@ class Hub:
             health_interval_s=cfg.uplink.health_interval_s,
             health_extra=self._health_extra,
             on_turn=self._on_store_turn,
+            signer=signer,
+        )
+        self.receipts = receipt_gate(
+            cfg.hub.id, self.keys, self.data_dir, self.dispatcher.on_receipt
         )
         led = status_led_name(cfg)
         self.link_report = LinkReport(
@@ -138,7 +148,7 @@ class Hub:
                 connected=self._on_connected,
                 disconnected=self._on_disconnected,
                 published=self._on_published,
-                receipt=self.dispatcher.on_receipt,
+                receipt=self.receipts,
                 command=self._on_command,
                 receiver_online=self.dispatcher.on_receiver_online,
                 link_changed=self.link_report.changed,
@@ -158,9 +168,13 @@ class Hub:
 
             store = SnapshotStore(self.data_dir / SNAPSHOT_DIR, max_bytes=cfg.snapshots.max_bytes)
             self.snapshots = SnapshotPublisher(store, self.topics, self.uplink)
+        signed = command_trust(self.keys, self.data_dir, cfg.hub.id, cfg.hub.commune)
         self.commands = Commands(
             {"silence": self._cmd_silence, "ping": self._cmd_ping, "snapshot": self._cmd_snapshot},
             answer=lambda result: self.uplink.publish_json(self.topics.cmd_result, result),
+            signed=signed,
+            hub_key=self.keys.signing if self.keys is not None else None,
+            clock_synced=lambda: self.clock.synced(),
         )
         self._running = False
         self._store_turned = threading.Event()
@@ -221,6 +235,7 @@ class Hub:
         self.link_report.close()  # before the store thread ends: it may still emit
         self.dispatcher.stop(drain_timeout_s)
         self.uplink.stop()
+        self.commands.close()
         self.rules.close()
         for out in self.outputs.values():
             out.close()
@@ -413,16 +428,20 @@ class Hub:
             self.snapshots.on_published(mid, accepted)
         self.dispatcher.on_published(mid, accepted)
 
-    # -- remote commands (paho's network thread) ------------------------------------------
-
     # -- commands (paho's network thread) -------------------------------------------------
 
-    def _on_command(self, name: str, payload: bytes, retained: bool = False) -> None:
-        self.commands.handle(name, payload, retained)
+    def _on_command(
+        self, name: str, payload: bytes, retained: bool = False, expiry_s: int | None = None
+    ) -> None:
+        self.commands.handle(name, payload, retained, expiry_s)
 
     @property
     def malformed_commands(self) -> int:
         return self.commands.malformed
+
+    @property
+    def refused_commands(self) -> int:
+        return self.commands.refused
 
     # Command handlers: the body in, the result's fields out.
 
@@ -457,7 +476,9 @@ class Hub:
             "sounding": self.rules.sounding(),
             "output_faults": output_faults(self.outputs),
             "malformed_commands": self.malformed_commands,
-            "bad_receipts": self.uplink.stats.bad_receipts,
+            "refused_commands": self.refused_commands,
+            "bad_receipts": self.uplink.stats.bad_receipts + self.receipts.forged,
+            "forged_receipts": self.receipts.forged,
             "buses": self.buses.health(),
             "modbus": self.modbus.health(),
             **self.camera_health(),

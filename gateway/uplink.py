@@ -448,19 +448,25 @@ class Uplink:
         try:
             self._heard()
             if msg.topic == self.topics.receipt:
-                ids = parse_receipt(bytes(msg.payload))
-                if ids is None:
+                receipt = parse_receipt(bytes(msg.payload))
+                if receipt is None:
                     self.stats.bad_receipts += 1
                     log.warning("dropped malformed receipt (%d bytes)", len(msg.payload))
                     return
-                self.handlers.receipt(ids)
+                self.handlers.receipt(receipt)  # its signature is checked there (receipts.py)
             elif msg.topic == self.topics.ping:
                 self._on_echo(bytes(msg.payload))
             elif msg.topic == self.receiver_status:
                 self._on_receiver_status(bytes(msg.payload), bool(msg.retain))
             elif msg.topic.startswith(self.topics.base + "/cmd/"):
+                # The broker sends what remains of a message's expiry: signed commands on a hub
+                # without a synchronised clock rely on it (gateway/command_check.py).
+                expiry = getattr(msg.properties, "MessageExpiryInterval", None)
                 self.handlers.command(
-                    msg.topic.rsplit("/", 1)[1], bytes(msg.payload), bool(msg.retain)
+                    msg.topic.rsplit("/", 1)[1],
+                    bytes(msg.payload),
+                    bool(msg.retain),
+                    expiry if isinstance(expiry, int) else None,
                 )
         except Exception:
             log.exception("error handling message on %s", msg.topic)

@@ -7,6 +7,10 @@
 #   hub       tuquan run --sim                   the default simulated guard post
 #   mqtt      mosquitto_sub -v 'tuquan/v1/demo/#' everything on the wire
 #
+# Before the hub starts, each side is enrolled at the other with `tuquan keys`: the hub's key at
+# the receiver (which then verifies its events), the commune's key at the hub (which then takes
+# only signed receipts); both fingerprints are printed.
+#
 # The panic button is pressed and released through the simulator, the alert shows up at the
 # receiver, and the hub's status shows the siren sounding and the event delivered. Then
 # everything is stopped (the hub publishes "offline" as it goes) and the script exits 0, or
@@ -130,6 +134,8 @@ for line in sys.stdin:
     try:
         e = json.loads(line)
         label = "ALERT" if e["priority"] == 0 else "event"
+        if e.get("verified") is False:
+            label = f"UNVERIFIED {e['kind']} (not a genuine alarm: {e.get('reason')})"
         restore = " (restore)" if e["qualifier"] == "R" else ""
         print(
             f"  receiver | {label}: {e['kind']}{restore} at hub {e['hub']}, zone {e['zone']}"
@@ -149,7 +155,8 @@ import json, sys
 since, path = sys.argv[1], sys.argv[2]
 with open(path) as feed:
     events = [json.loads(line) for line in feed if line.strip()]
-sys.exit(0 if any(e["kind"] == "panic" and e["ts"] >= since for e in events) else 1)
+genuine = (e for e in events if e.get("verified") is not False)
+sys.exit(0 if any(e["kind"] == "panic" and e["ts"] >= since for e in genuine) else 1)
 EOF
 }
 
@@ -198,6 +205,20 @@ if ! wait_for 15 rx_subscribed; then
     alive "$rx_pid" || { cat "$RX_DIR/receiver.log" >&2; fail "the receiver exited"; }
     say "(the receiver has not said it subscribed yet; going on: the hub re-sends if needed)"
 fi
+
+# -- enrolment -----------------------------------------------------------------------------------
+step "enrolment: the hub's key at the receiver, the commune's key at the hub"
+keys() { "$BIN/tuquan" keys "$@"; }
+say "\$ tuquan keys init --data-dir $HUB_DIR"
+keys init --data-dir "$HUB_DIR" 2>/dev/null | sed 's/^/   /'
+hub_key=$(keys show --data-dir "$HUB_DIR" | head -n 1)
+say "\$ tuquan keys trust sim-hub $hub_key --data-dir $RX_DIR"
+keys trust sim-hub "$hub_key" --data-dir "$RX_DIR" | sed 's/^/   /'
+say "\$ tuquan keys init --receiver --data-dir $RX_DIR   # the receiver made it at its start"
+keys init --receiver --data-dir "$RX_DIR" 2>/dev/null | sed 's/^/   /'
+commune_key=$(keys show --receiver --data-dir "$RX_DIR" | head -n 1)
+say "\$ tuquan keys trust --commune $commune_key --data-dir $HUB_DIR"
+keys trust --commune "$commune_key" --data-dir "$HUB_DIR" | sed 's/^/   /'
 
 # -- simulated hub -------------------------------------------------------------------------------
 step "simulated hub"

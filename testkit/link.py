@@ -11,11 +11,12 @@ from typing import Any
 from core.topics import HubTopics
 from gateway.broker import BrokerSettings
 from gateway.dispatcher import Dispatcher
+from gateway.receipts import ReceiptGate
 from gateway.uplink import Uplink, UplinkHandlers
 from testkit.mqtt import HasAddress
 
 
-def _ignore_command(name: str, payload: bytes, retained: bool) -> None:
+def _ignore_command(name: str, payload: bytes, retained: bool, expiry_s: int | None) -> None:
     pass
 
 
@@ -39,7 +40,7 @@ def uplink_for(
             connected=dispatcher.on_connected,
             disconnected=dispatcher.on_disconnected,
             published=dispatcher.on_published,
-            receipt=dispatcher.on_receipt,
+            receipt=ReceiptGate(topics.hub, None, dispatcher.on_receipt),  # not enrolled
             command=_ignore_command,
             receiver_online=dispatcher.on_receiver_online,
         ),

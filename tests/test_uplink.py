@@ -70,7 +70,7 @@ class Noted:
             disconnected=lambda: self._note("disconnected"),
             published=lambda mid, accepted: None,
             receipt=lambda ids: None,
-            command=lambda name, payload, retained: None,
+            command=lambda name, payload, retained, expiry_s: None,
             link_changed=self._link,
         )
 

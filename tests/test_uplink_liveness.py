@@ -337,7 +337,7 @@ def test_an_mqtt5_session_taken_over_is_known_at_once_and_backed_off_from(
             disconnected=lambda: None,
             published=lambda mid, ok: None,
             receipt=lambda ids: None,
-            command=lambda name, payload, retained: None,
+            command=lambda name, payload, retained, expiry_s: None,
         ),
     )
     uplink.start()

@@ -3,8 +3,11 @@
 - ``hub``: ``run`` (the hub, or ``--sim``) and ``check-config``;
 - ``sim``: ``sim``, requests to a running simulated hub;
 - ``receive``: ``receive``, the commune receiver;
+- ``command``: ``command``, a signed command to a hub;
 - ``detect``: ``detect``, people in picture files;
-- ``model``: ``model list`` and ``model fetch``.
+- ``model``: ``model list`` and ``model fetch``;
+- ``keys``: ``keys init|show|trust|revoke``, signing keys and enrolment;
+- ``broker``: ``broker-config`` (the commune broker's ACL and users) and ``doctor``.
 
 Each command is a function of the parsed arguments returning the exit status. Building the
 parser imports none of the hub, the simulator, the receiver or the detector: each command
@@ -15,8 +18,11 @@ from __future__ import annotations
 
 import argparse
 
+from tuquan.cli.broker import add_broker_config, add_doctor
+from tuquan.cli.command import add_command
 from tuquan.cli.detect import add_detect
 from tuquan.cli.hub import add_check_config, add_run
+from tuquan.cli.keys import add_keys
 from tuquan.cli.model import add_model
 from tuquan.cli.receive import add_receive
 from tuquan.cli.sim import add_sim
@@ -36,11 +42,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tuquan",
         description="tuquan, the neighborhood security hub: run the hub or its simulator, "
-        "drive a simulated hub, run the commune receiver, check a config, detect people.",
+        "drive a simulated hub, run the commune receiver, check a config, detect people, "
+        "manage signing keys.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_run, add_sim, add_receive, add_check_config, add_detect, add_model):
+    for add in (
+        add_run,
+        add_sim,
+        add_receive,
+        add_command,
+        add_check_config,
+        add_detect,
+        add_model,
+        add_keys,
+        add_broker_config,
+        add_doctor,
+    ):
         add(sub)
     return parser
 
