@@ -89,7 +89,7 @@ def acl_text(plan: BrokerPlan) -> str:
             f"user {hub}",
             f"topic write {t.base}/event/#",
             f"topic write {t.base}/snapshot/#",
-            f"topic write {t.status}",
+            f"topic readwrite {t.status}",  # read: it puts an overwritten status right
             f"topic write {t.health}",
             f"topic write {t.cmd_result}",
             f"topic readwrite {t.ping}",

@@ -69,8 +69,13 @@ NEW = "E"  # Contact ID qualifier 1: new event / opening
 RESTORE = "R"  # Contact ID qualifier 3: restore / closing
 
 
+def utc_iso(ts: float) -> str:
+    """``ts`` (Unix seconds) as UTC ISO-8601 with milliseconds and a Z suffix."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def utc_now_iso() -> str:
-    """UTC ISO-8601 with milliseconds and a Z suffix."""
+    """Now as UTC ISO-8601 with milliseconds and a Z suffix."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -23,10 +23,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
-from core.events import NEW, RESTORE, Event
+from core.events import NEW, RESTORE, Event, utc_iso
 from gateway.alarm import Switch
 from gateway.link_state import LINK_OFFLINE, LINK_ONLINE, LINK_SILENT, LinkStatus, Outage
 
@@ -34,10 +33,6 @@ log = logging.getLogger(__name__)
 
 # Half a blink period: slow while offline, fast while silent (an installer tells them apart).
 BLINK_HALF_S = {LINK_OFFLINE: 0.5, LINK_SILENT: 0.15}
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class LinkReport:
@@ -151,7 +146,7 @@ class LinkReport:
                 zone="hub",
                 source="uplink",
                 qualifier=NEW,
-                ts=_iso(outage.started),
+                ts=utc_iso(outage.started),
                 data={"cause": outage.cause},
             )
         )

@@ -29,7 +29,6 @@ import socket
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from typing import Any, cast
 
 import paho.mqtt.client as mqtt
@@ -38,6 +37,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from core.events import utc_iso
 from core.topics import HubTopics, receiver_status_topic
 from gateway.inbound import parse_ping_echo, parse_receipt, parse_receiver_status
 from gateway.link_state import (
@@ -50,6 +50,7 @@ from gateway.link_state import (
     UplinkHandlers,
     UplinkStats,
 )
+from gateway.own_status import OwnStatus
 from gateway.pings import Pings
 from gateway.takeover import (
     TAKEOVER_BACKOFF_S,
@@ -95,6 +96,7 @@ class Uplink:
         self.handlers = handlers
         self.liveness = liveness or Liveness()
         self.receiver_status = receiver_status_topic(topics.commune)
+        self.own_status = OwnStatus(topics.status)
         self.stats = UplinkStats()
         self.connected = False
         self._stopping = False
@@ -196,7 +198,7 @@ class Uplink:
             outage = self._outage
             return {
                 "state": self._state,
-                "since": _iso(self._since),
+                "since": utc_iso(self._since),
                 "cause": outage.cause if outage else None,
                 "rtt_ms": self._pings.rtt_ms,
                 "outages": self.stats.outages,
@@ -204,6 +206,7 @@ class Uplink:
                 "takeovers": self.stats.takeovers,
                 "last_down_s": self._last_down_s,
                 "bad_receiver_status": self.stats.bad_receiver_status,
+                "status_overwritten": self.own_status.overwritten,
             }
 
     def _status(self, ended: Outage | None = None, down_s: float | None = None) -> LinkStatus:
@@ -341,6 +344,7 @@ class Uplink:
                 f" after {down_s:.1f} s down ({ended.cause})" if ended else "",
             )
             client.publish(self.topics.status, ONLINE, qos=1, retain=True)
+            self.own_status.connected()
             # Retain-as-published: the hub sees that a command was retained even when it is
             # published while subscribed, and refuses it (it would re-run at every reconnect).
             # The ping echo at QoS 0: a stale ping is worth nothing after a reconnect.
@@ -350,6 +354,7 @@ class Uplink:
                     (self.topics.cmd_filter, SubscribeOptions(qos=1, retainAsPublished=True)),
                     (self.topics.ping, SubscribeOptions(qos=0)),
                     (self.receiver_status, SubscribeOptions(qos=1)),
+                    (self.topics.status, SubscribeOptions(qos=1, noLocal=True)),
                 ]
             )
             self.handlers.connected()
@@ -458,6 +463,9 @@ class Uplink:
                 self._on_echo(bytes(msg.payload))
             elif msg.topic == self.receiver_status:
                 self._on_receiver_status(bytes(msg.payload), bool(msg.retain))
+            elif msg.topic == self.topics.status and not msg.retain:  # retained: from before
+                if self.own_status.seen(bytes(msg.payload), self.connected and not self._stopping):
+                    client.publish(self.topics.status, ONLINE, qos=1, retain=True)
             elif msg.topic.startswith(self.topics.base + "/cmd/"):
                 # The broker sends what remains of a message's expiry: signed commands on a hub
                 # without a synchronised clock rely on it (gateway/command_check.py).
@@ -479,7 +487,7 @@ class Uplink:
             self.stats.echoes = self._pings.echoes
 
     def _on_receiver_status(self, payload: bytes, retained: bool) -> None:
-        """``{"state": "online", ...}``: the receiver (re)subscribed; re-send the unreceipted."""
+        """``{"state": "online", ...}``: the receiver re-subscribed; re-send the unreceipted."""
         try:
             state = parse_receiver_status(payload)
         except ValueError as exc:
@@ -489,8 +497,3 @@ class Uplink:
         if state == "online":
             log.info("the commune receiver is online%s", " (retained)" if retained else "")
             self.handlers.receiver_online()
-
-
-def _iso(ts: float) -> str:
-    """UTC ISO-8601 with milliseconds and a Z, like event timestamps."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -234,6 +234,23 @@ def test_the_status_is_retained_online_offline_by_the_will_on_a_lost_link_and_on
         assert retained_status(mosquitto) == b"offline"
 
 
+def test_an_offline_status_written_by_someone_else_is_put_right(
+    mosquitto: Broker, make_uplink: Callable[..., tuple[Uplink, Noted]]
+) -> None:
+    uplink, _ = make_uplink(mosquitto)
+    wait_until(lambda: uplink.online, what="online")
+    wait_until(lambda: retained_status(mosquitto) == b"online", what="online retained")
+    with Subscriber(mosquitto) as outsider:
+        for _ in range(2):
+            outsider.publish(TOPICS.status, b"offline", retain=True)
+            wait_until(lambda: retained_status(mosquitto) == b"online", what="put right")
+    assert uplink.own_status.overwritten == 2
+    assert uplink.health()["status_overwritten"] == 2
+    assert uplink.stats.connects == 1  # nothing else happened to the link
+    uplink.stop()  # its own clean "offline" is not taken for someone else's
+    assert retained_status(mosquitto) == b"offline"
+
+
 # -- liveness ---------------------------------------------------------------------------------
 
 
