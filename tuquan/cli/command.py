@@ -15,8 +15,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError, TuquanError
-from tuquan.cli.common import RECEIVER_DATA_DIR, broker_arg, data_dir, print_config_errors
+from core.errors import TuquanError
+from tuquan.cli.common import (
+    RECEIVER_DATA_DIR,
+    broker_arg,
+    data_dir,
+    receiver_config,
+)
 
 
 def arg_pair(value: str) -> tuple[str, Any]:
@@ -58,24 +63,16 @@ def cmd_command(args: argparse.Namespace) -> int:
         send_command,
         sign_command,
     )
-    from commune.config import ReceiverConfig, load_receiver_config
+    from commune.config import ReceiverConfig
     from commune.launch import receiver_broker_settings
     from commune.trust import COMMUNE_KEY_FILE, load_commune_key
     from core.signing import PublicKey, verify
 
-    cfg: ReceiverConfig | None = None
-    if args.config:
-        try:
-            cfg = load_receiver_config(Path(args.config))
-        except ConfigError as exc:
-            print_config_errors(exc, args.config)
-            return 2
-    commune = args.commune or (cfg.receiver.commune if cfg is not None else None)
-    if not commune:
-        print(
-            "tuquan command needs --commune or a --config with [receiver] commune", file=sys.stderr
-        )
-        return 2
+    found = receiver_config(args, "command")
+    if isinstance(found, int):
+        return found
+    cfg: ReceiverConfig | None = found[0]
+    commune: str = found[1]
     if args.ttl < 1:
         print("--ttl must be at least 1 s", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from core.errors import ConfigError
 
@@ -36,3 +37,23 @@ def print_config_errors(exc: ConfigError, source: str) -> None:
     for path, msg in exc.errors:
         print(f"{path}: {msg}" if path else msg, file=sys.stderr)
     print(f"{source}: {len(exc.errors)} error(s)", file=sys.stderr)
+
+
+def receiver_config(args: argparse.Namespace, command: str) -> tuple[Any, str] | int:
+    """``--config`` (a receiver config, or None) and the commune (``--commune``, else the
+    config's); an exit status (2, errors printed) when either cannot be had."""
+    from commune.config import load_receiver_config
+
+    cfg = None
+    if args.config:
+        try:
+            cfg = load_receiver_config(Path(args.config))
+        except ConfigError as exc:
+            print_config_errors(exc, args.config)
+            return 2
+    commune = args.commune or (cfg.receiver.commune if cfg is not None else None)
+    if not commune:
+        print(f"tuquan {command} needs --commune or a --config with [receiver] commune",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    return cfg, commune

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from core.errors import ConfigError
-from tuquan.cli.common import RECEIVER_DATA_DIR, broker_arg, data_dir, print_config_errors
+from tuquan.cli.common import (
+    RECEIVER_DATA_DIR,
+    broker_arg,
+    data_dir,
+    receiver_config,
+)
 
 
 def add_receive(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,25 +29,17 @@ def add_receive(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def cmd_receive(args: argparse.Namespace) -> int:
-    from commune.config import ReceiverConfig, load_receiver_config
+    from commune.config import ReceiverConfig
     from commune.launch import receiver_broker_settings, run_configured_receiver
     from commune.receiver import ReceiverError
     from gateway.logs import setup_logging
 
     setup_logging(args.log_level)
-    cfg: ReceiverConfig | None = None
-    if args.config:
-        try:
-            cfg = load_receiver_config(Path(args.config))
-        except ConfigError as exc:
-            print_config_errors(exc, args.config)
-            return 2
-    commune = args.commune or (cfg.receiver.commune if cfg is not None else None)
-    if not commune:
-        print(
-            "tuquan receive needs --commune or a --config with [receiver] commune", file=sys.stderr
-        )
-        return 2
+    found = receiver_config(args, "receive")
+    if isinstance(found, int):
+        return found
+    cfg: ReceiverConfig | None = found[0]
+    commune: str = found[1]
     try:
         return run_configured_receiver(
             receiver_broker_settings(cfg, commune, args.broker),
