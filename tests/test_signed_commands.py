@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_storage_faults import fill, small_disk  # noqa: F401 - the fixture
 
 from commune.commands import (
     CounterError,
@@ -21,7 +22,7 @@ from commune.commands import (
 from commune.trust import load_commune_key
 from core.signing import PublicKey, SigningKey, verify
 from core.topics import HubTopics
-from gateway.command_check import CHECKS_SYNCED, CHECKS_UNSYNCED
+from gateway.command_check import CHECKS_SYNCED, CHECKS_UNSYNCED, SignedCommandCheck
 from gateway.replay import REPLAY_FILE, WINDOW, ReplayWindow, salvage_highest
 from gateway.trust import HUB_KEY_FILE, trust_commune
 from hw_sim.simulator import SimulatedHub
@@ -255,4 +256,26 @@ def test_a_file_that_is_not_sqlite_is_moved_aside(tmp_path: Path) -> None:
     window = ReplayWindow(path)
     assert list(tmp_path.glob(f"{REPLAY_FILE}.damaged-*"))
     assert window.admit("k", 1) is None
+    window.close()
+
+
+def test_on_a_full_disk_a_command_is_refused_with_the_reason_and_its_counter_not_used(
+    tmp_path: Path,
+    small_disk: Path,  # noqa: F811 - the fixture imported above
+) -> None:
+    commune = Commune(tmp_path / "receiver")
+    window = ReplayWindow(small_disk / REPLAY_FILE)
+    check = SignedCommandCheck(commune.key.public, HUB, COMMUNE, window)
+    first, second = commune.command(), commune.command()
+
+    def verdict(body: dict[str, Any]) -> Any:
+        return check.check("silence", body, now=time.time(), clock_synced=True,
+                           message_expiry_s=None)  # fmt: skip
+
+    assert verdict(first).refusal is None
+    filler = fill(small_disk)
+    refused = verdict(second)
+    assert refused.refusal is not None and "counter file failed" in refused.refusal
+    filler.unlink()
+    assert verdict(second).refusal is None  # the counter was not used up by the failure
     window.close()
