@@ -198,3 +198,24 @@ def test_a_hub_not_enrolled_takes_receipts_old_and_new_signed_or_not(
         sub.publish(TOPICS.receipt, signed_receipt(SigningKey.generate(), [ids[2]]))
         wait_until(lambda: [state_of(hub, i) for i in ids] == [DELIVERED] * 3, what="delivered")
         assert hub.hub.receipts.forged == 0
+
+
+def test_a_damaged_key_file_leaves_the_siren_and_the_alarm_working_unsigned(
+    mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / HUB_KEY_FILE).write_bytes(b"\x00 not a key \xff")
+    caplog.set_level(logging.ERROR, logger="gateway")
+    with (
+        Subscriber(mosquitto, EVENTS) as sub,
+        sim_hub(mosquitto, tmp_path, camera=False, sensor_bus=False, uplink=UPLINK) as hub,
+    ):
+        assert hub.hub.keys is None
+        wait_until(lambda: hub.hub.uplink.online, what="hub online")
+        press_and_release(hub)
+        assert hub.board.outputs()["siren"] is True
+        messages = sub.wait_until(lambda ms: any(m.topic.endswith("/panic") for m in ms))
+        panic = next(m for m in messages if m.topic.endswith("/panic"))
+        assert "sig" not in panic.json() and panic.json()["kind"] == "panic"
+    assert any("keys cannot be used" in r.getMessage() for r in caplog.records)
+    assert (tmp_path / HUB_KEY_FILE).read_bytes() == b"\x00 not a key \xff"  # never overwritten
