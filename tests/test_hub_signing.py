@@ -162,7 +162,7 @@ def test_an_enrolled_hub_keeps_events_a_forged_receipt_names_until_the_genuine_o
         for payload in forged.values():
             sub.publish(TOPICS.receipt, payload)
         sub.publish(TOPICS.receipt, forged["unsigned"])  # a second one for the same reason
-        wait_until(lambda: hub.hub.receipts.forged == len(forged) + 1, what="forgeries counted")
+        wait_until(lambda: hub.hub.receipts.forged == len(forged) + 1, 30, "forgeries counted")
         # Refusing happens before anything is queued: nothing of them can reach the outbox.
         assert all(state_of(hub, i) != DELIVERED for i in ids)
         health = hub.hub.health()
