@@ -1,0 +1,454 @@
+"""Alerts: what an operator must see and act on, opened from the stored events.
+
+An alarm (panic, fire...), a trouble (tamper, a hub gone dark...) or a detection (a camera's
+person incident) opens an *alert*; telemetry and test reports never do. Lifecycle:
+
+    new ──acknowledge──▶ acknowledged ──close(outcome, note)──▶ closed
+     └──────────────────close────────────────────────────────────▲
+
+- A trouble is keyed by (hub, kind, zone): it happening again while open joins that alert, and
+  its restore (qualifier R) closes it by itself (actor "system", outcome "restored").
+- Alarms and detections of one hub within ``INCIDENT_WINDOW_S`` of that hub's newest open
+  alarm/detection alert join it, as one incident (a panic, the camera's person incident and
+  its snapshot); the incident takes the most urgent priority among its events. They stay open
+  until an operator closes them.
+- Every change is written with its audit record (``commune.audit``) in one transaction.
+
+The ``AlertBook`` follows the ``events`` table by rowid, like the alert feed: its position is
+kept in ``desk_meta`` and moved in the same transaction as the alerts it opened, so a crash
+neither loses an alert nor opens one twice.
+
+The queue order is priority (alarms, then troubles, then detections), then unacknowledged before
+acknowledged, then newest first.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from commune.audit import SYSTEM, AuditLog
+from commune.db import Db
+from core.errors import TuquanError
+from core.events import RESTORE, Priority, utc_iso, utc_now_iso
+
+INCIDENT_WINDOW_S = 120.0
+NEW, ACKNOWLEDGED, CLOSED = "new", "acknowledged", "closed"
+STATES = (NEW, ACKNOWLEDGED, CLOSED)
+OUTCOMES = ("real", "false_alarm", "test", "other")
+RESTORED = "restored"  # the outcome of a trouble its restore closed
+NEVER_ALERTS = frozenset({"silenced"})  # a siren silenced is part of the incident, not one
+POSITION_KEY = "alerts_position"
+MAX_NOTE_CHARS = 2000
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        hub TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        zone TEXT NOT NULL,
+        cid INTEGER NOT NULL,
+        priority INTEGER NOT NULL,
+        origin TEXT NOT NULL,
+        state TEXT NOT NULL,
+        opened_at TEXT NOT NULL,
+        first_event_id TEXT NOT NULL,
+        last_event_at TEXT NOT NULL,
+        events INTEGER NOT NULL,
+        trouble_key TEXT,
+        ack_by TEXT,
+        ack_at TEXT,
+        closed_by TEXT,
+        closed_at TEXT,
+        outcome TEXT,
+        note TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS idx_alerts_queue ON alerts (state, priority, opened_at)",
+    "CREATE INDEX IF NOT EXISTS idx_alerts_hub ON alerts (hub, state, last_event_at)",
+    "CREATE INDEX IF NOT EXISTS idx_alerts_trouble ON alerts (trouble_key, state)",
+    "CREATE INDEX IF NOT EXISTS idx_alerts_opened ON alerts (opened_at)",
+    """CREATE TABLE IF NOT EXISTS alert_events (
+        alert_id INTEGER NOT NULL,
+        event_id TEXT NOT NULL,
+        PRIMARY KEY (alert_id, event_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS idx_alert_events_event ON alert_events (event_id)",
+    "CREATE TABLE IF NOT EXISTS desk_meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER)",
+)
+
+
+class AlertError(TuquanError):
+    """An action that does not apply: no such alert, already closed, a bad outcome."""
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: int
+    hub: str
+    kind: str
+    zone: str
+    cid: int
+    priority: int
+    origin: str  # "hub", or "receiver" for the receiver's own supervision troubles
+    state: str
+    opened_at: str
+    first_event_id: str
+    last_event_at: str
+    events: int
+    trouble_key: str | None
+    ack_by: str | None
+    ack_at: str | None
+    closed_by: str | None
+    closed_at: str | None
+    outcome: str | None
+    note: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AlertChange:
+    """What following the events did to one alert: "opened", "joined", "restored"."""
+
+    alert_id: int
+    action: str
+    event_id: str
+
+
+class AlertBook:
+    """The ``alerts`` and ``alert_events`` tables of a ``Db``, and their audit records."""
+
+    def __init__(self, db: Db, audit: AuditLog | None = None) -> None:
+        self.db = db
+        self.audit = audit if audit is not None else AuditLog(db)
+        db.schema(SCHEMA)
+
+    # -- following the stored events -------------------------------------------------------
+
+    def position(self) -> int:
+        row = self.db.read_one("SELECT value FROM desk_meta WHERE key = ?", (POSITION_KEY,))
+        return int(row[0]) if row is not None and row[0] is not None else 0
+
+    def follow(self, limit: int = 1000) -> list[AlertChange]:
+        """Open or join alerts for up to ``limit`` events stored since the position; one
+        transaction. Returns what changed (empty when there was nothing new)."""
+        with self.db.tx() as conn:
+            if not _has_events_table(conn):
+                return []
+            row = conn.execute("SELECT value FROM desk_meta WHERE key = ?", (POSITION_KEY,))
+            found = row.fetchone()
+            position = int(found[0]) if found is not None else 0
+            rows = conn.execute(
+                "SELECT rowid AS _rowid, id, hub, kind, priority, zone, cid, qualifier, source, "
+                "received_at FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                (position, limit),
+            ).fetchall()
+            if not rows:
+                return []
+            changes: list[AlertChange] = []
+            for event in rows:
+                change = self._take(conn, event)
+                if change is not None:
+                    changes.append(change)
+            conn.execute(
+                "INSERT INTO desk_meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (POSITION_KEY, int(rows[-1]["_rowid"])),
+            )
+            return changes
+
+    def _take(self, conn: sqlite3.Connection, event: sqlite3.Row) -> AlertChange | None:
+        priority = int(event["priority"])
+        kind = event["kind"]
+        if priority >= Priority.TELEMETRY:
+            return None
+        if event["qualifier"] == RESTORE or kind in NEVER_ALERTS:
+            return self._restore(conn, event) if priority == Priority.TROUBLE else None
+        if priority == Priority.TROUBLE:
+            key = trouble_key(event["hub"], kind, event["zone"])
+            found = conn.execute(
+                "SELECT id FROM alerts WHERE trouble_key = ? AND state != ? "
+                "ORDER BY id DESC LIMIT 1",
+                (key, CLOSED),
+            ).fetchone()
+            if found is not None:
+                return self._join(conn, int(found[0]), event)
+            return self._open(conn, event, key)
+        since = _before(event["received_at"], INCIDENT_WINDOW_S)
+        found = conn.execute(
+            "SELECT id FROM alerts WHERE hub = ? AND state != ? AND trouble_key IS NULL "
+            "AND last_event_at >= ? ORDER BY last_event_at DESC LIMIT 1",
+            (event["hub"], CLOSED, since),
+        ).fetchone()
+        if found is not None:
+            return self._join(conn, int(found[0]), event)
+        return self._open(conn, event, None)
+
+    def _open(self, conn: sqlite3.Connection, event: sqlite3.Row, key: str | None) -> AlertChange:
+        at = event["received_at"]
+        cur = conn.execute(
+            "INSERT INTO alerts (hub, kind, zone, cid, priority, origin, state, opened_at, "
+            "first_event_id, last_event_at, events, trouble_key) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+            (
+                event["hub"],
+                event["kind"],
+                event["zone"],
+                int(event["cid"]),
+                int(event["priority"]),
+                "receiver" if event["source"] == "receiver" else "hub",
+                NEW,
+                at,
+                event["id"],
+                at,
+                key,
+            ),
+        )
+        alert_id = int(cur.lastrowid or 0)
+        conn.execute("INSERT OR IGNORE INTO alert_events VALUES (?, ?)", (alert_id, event["id"]))
+        self.audit.append(
+            SYSTEM,
+            "opened",
+            alert_id=alert_id,
+            hub=event["hub"],
+            detail={"event": event["id"], "kind": event["kind"], "zone": event["zone"]},
+            at=utc_now_iso(),
+            conn=conn,
+        )
+        return AlertChange(alert_id, "opened", event["id"])
+
+    def _join(self, conn: sqlite3.Connection, alert_id: int, event: sqlite3.Row) -> AlertChange:
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO alert_events VALUES (?, ?)", (alert_id, event["id"])
+        )
+        if cur.rowcount:
+            # The most urgent event names the incident: a person detection joined by a panic
+            # becomes a panic alert.
+            conn.execute(
+                "UPDATE alerts SET events = events + 1, last_event_at = max(last_event_at, ?), "
+                "kind = CASE WHEN ? < priority THEN ? ELSE kind END, "
+                "zone = CASE WHEN ? < priority THEN ? ELSE zone END, "
+                "cid = CASE WHEN ? < priority THEN ? ELSE cid END, "
+                "priority = min(priority, ?) WHERE id = ?",
+                (
+                    event["received_at"],
+                    *(int(event["priority"]), event["kind"]),
+                    *(int(event["priority"]), event["zone"]),
+                    *(int(event["priority"]), int(event["cid"])),
+                    int(event["priority"]),
+                    alert_id,
+                ),
+            )
+            self.audit.append(
+                SYSTEM,
+                "joined",
+                alert_id=alert_id,
+                hub=event["hub"],
+                detail={"event": event["id"], "kind": event["kind"], "zone": event["zone"]},
+                conn=conn,
+            )
+        return AlertChange(alert_id, "joined", event["id"])
+
+    def _restore(self, conn: sqlite3.Connection, event: sqlite3.Row) -> AlertChange | None:
+        key = trouble_key(event["hub"], event["kind"], event["zone"])
+        found = conn.execute(
+            "SELECT id FROM alerts WHERE trouble_key = ? AND state != ? ORDER BY id DESC LIMIT 1",
+            (key, CLOSED),
+        ).fetchone()
+        if found is None:
+            return None
+        alert_id = int(found[0])
+        now = utc_now_iso()
+        conn.execute("INSERT OR IGNORE INTO alert_events VALUES (?, ?)", (alert_id, event["id"]))
+        conn.execute(
+            "UPDATE alerts SET state = ?, closed_by = ?, closed_at = ?, outcome = ?, "
+            "events = events + 1, last_event_at = max(last_event_at, ?) WHERE id = ?",
+            (CLOSED, SYSTEM, now, RESTORED, event["received_at"], alert_id),
+        )
+        self.audit.append(
+            SYSTEM,
+            "restored",
+            alert_id=alert_id,
+            hub=event["hub"],
+            detail={"event": event["id"]},
+            at=now,
+            conn=conn,
+        )
+        return AlertChange(alert_id, "restored", event["id"])
+
+    # -- operators' actions ----------------------------------------------------------------
+
+    def acknowledge(self, alert_id: int, user: str) -> Alert:
+        """Mark the alert acknowledged by ``user`` (an already acknowledged one is left as it
+        was, and the repeat is not audited); a closed one raises AlertError."""
+        with self.db.tx() as conn:
+            alert = self._get(conn, alert_id)
+            if alert.state == CLOSED:
+                raise AlertError(f"alert {alert_id} is closed")
+            if alert.state == NEW:
+                now = utc_now_iso()
+                conn.execute(
+                    "UPDATE alerts SET state = ?, ack_by = ?, ack_at = ? WHERE id = ?",
+                    (ACKNOWLEDGED, user, now, alert_id),
+                )
+                self.audit.append(
+                    user, "acknowledged", alert_id=alert_id, hub=alert.hub, at=now, conn=conn
+                )
+            return self._get(conn, alert_id)
+
+    def close(self, alert_id: int, user: str, outcome: str, note: str = "") -> Alert:
+        """Close the alert with its outcome (one of ``OUTCOMES``) and a note; closing also
+        acknowledges a new alert. A closed alert raises AlertError."""
+        if outcome not in OUTCOMES:
+            raise AlertError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
+        if len(note) > MAX_NOTE_CHARS:
+            raise AlertError(f"the note is longer than {MAX_NOTE_CHARS} characters")
+        with self.db.tx() as conn:
+            alert = self._get(conn, alert_id)
+            if alert.state == CLOSED:
+                raise AlertError(f"alert {alert_id} is already closed")
+            now = utc_now_iso()
+            conn.execute(
+                "UPDATE alerts SET state = ?, closed_by = ?, closed_at = ?, outcome = ?, "
+                "note = ?, ack_by = coalesce(ack_by, ?), ack_at = coalesce(ack_at, ?) "
+                "WHERE id = ?",
+                (CLOSED, user, now, outcome, note, user, now, alert_id),
+            )
+            self.audit.append(
+                user,
+                "closed",
+                alert_id=alert_id,
+                hub=alert.hub,
+                detail={"outcome": outcome, "note": note},
+                at=now,
+                conn=conn,
+            )
+            return self._get(conn, alert_id)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, alert_id: int) -> Alert | None:
+        row = self.db.read_one("SELECT * FROM alerts WHERE id = ?", (alert_id,))
+        return _alert(row) if row is not None else None
+
+    def _get(self, conn: sqlite3.Connection, alert_id: int) -> Alert:
+        row = conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        if row is None:
+            raise AlertError(f"no alert {alert_id}")
+        return _alert(row)
+
+    def open_alerts(self, limit: int = 500, hub: str | None = None) -> list[Alert]:
+        """Alerts not closed, in queue order (see the module's docstring)."""
+        where, params = "state != ?", [CLOSED]
+        if hub is not None:
+            where += " AND hub = ?"
+            params.append(hub)
+        rows = self.db.read(
+            f"SELECT * FROM alerts WHERE {where} ORDER BY priority, "
+            f"CASE state WHEN '{NEW}' THEN 0 ELSE 1 END, opened_at DESC, id DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [_alert(r) for r in rows]
+
+    def unacknowledged(self) -> list[Alert]:
+        """Alerts still ``new``, oldest first (what escalation looks at)."""
+        rows = self.db.read("SELECT * FROM alerts WHERE state = ? ORDER BY id", (NEW,))
+        return [_alert(r) for r in rows]
+
+    def search(
+        self,
+        *,
+        hub: str | None = None,
+        kind: str | None = None,
+        zone: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        outcome: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Alert]:
+        """Alerts of any state, newest opened first; ``since``/``until`` bound ``opened_at``
+        (ISO-8601 strings, ``until`` exclusive)."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("hub", hub),
+            ("kind", kind),
+            ("zone", zone),
+            ("outcome", outcome),
+            ("state", state),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            clauses.append("opened_at >= ?")
+            params.append(since)
+        if until is not None:
+            clauses.append("opened_at < ?")
+            params.append(until)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self.db.read(
+            f"SELECT * FROM alerts {where} ORDER BY opened_at DESC, id DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
+        return [_alert(r) for r in rows]
+
+    def events_of(self, alert_id: int) -> list[dict[str, Any]]:
+        """The alert's events as stored (``data`` decoded), in the order they arrived."""
+        rows = self.db.read(
+            "SELECT e.* FROM alert_events a JOIN events e ON e.id = a.event_id "
+            "WHERE a.alert_id = ? ORDER BY e.received_at, e.rowid",
+            (alert_id,),
+        )
+        return [event_dict(r) for r in rows]
+
+    def alert_of_event(self, event_id: str) -> int | None:
+        row = self.db.read_one(
+            "SELECT alert_id FROM alert_events WHERE event_id = ? LIMIT 1", (event_id,)
+        )
+        return int(row[0]) if row is not None else None
+
+    def counts(self) -> dict[str, int]:
+        """Alerts by state."""
+        rows = self.db.read("SELECT state, count(*) FROM alerts GROUP BY state")
+        out = dict.fromkeys(STATES, 0)
+        out.update({r[0]: int(r[1]) for r in rows})
+        return out
+
+
+def trouble_key(hub: str, kind: str, zone: str) -> str:
+    return json.dumps([hub, kind, zone], separators=(",", ":"))
+
+
+def event_dict(row: sqlite3.Row) -> dict[str, Any]:
+    """A stored event row as a dict: ``data`` decoded, flags as booleans, no raw payload."""
+    out = {k: row[k] for k in row.keys() if k != "payload"}  # noqa: SIM118 (sqlite3.Row)
+    try:
+        out["data"] = json.loads(out.get("data") or "{}")
+    except ValueError:
+        out["data"] = {}
+    out["clock_synced"] = bool(out.get("clock_synced"))
+    if out.get("verified") is not None:
+        out["verified"] = bool(out["verified"])
+    return out
+
+
+def _alert(row: sqlite3.Row) -> Alert:
+    return Alert(**{k: row[k] for k in row.keys()})  # noqa: SIM118 (sqlite3.Row)
+
+
+def _before(iso: str, seconds: float) -> str:
+    return utc_iso((datetime.fromisoformat(iso) - timedelta(seconds=seconds)).timestamp())
+
+
+def _has_events_table(conn: sqlite3.Connection) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+    ).fetchone()
+    return bool(row[0])
