@@ -25,8 +25,23 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, StrictStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from commune.desk_config import (
+    ConsoleConfig,
+    EscalationConfig,
+    ExpectedHubConfig,
+    NotifyTarget,
+    SupervisionConfig,
+    target_name,
+)
 from core.errors import ConfigError
 from settings import BrokerConfig, Frozen, LoadContext, pydantic_errors, read_toml
 from settings.validators import Id
@@ -53,10 +68,42 @@ class ReceiverSection(Frozen):
 
 
 class ReceiverConfig(Frozen):
-    """The whole receiver configuration. Build it with ``load_receiver_config``."""
+    """The whole receiver configuration. Build it with ``load_receiver_config``.
+
+    The console's tables (``hubs``, ``supervision``, ``escalation``, ``notify``, ``console``)
+    are described in ``commune.desk_config``."""
 
     receiver: ReceiverSection
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    hubs: tuple[ExpectedHubConfig, ...] = ()
+    supervision: SupervisionConfig = Field(default_factory=SupervisionConfig)
+    escalation: EscalationConfig = Field(default_factory=EscalationConfig)
+    notify: dict[Annotated[StrictStr, AfterValidator(target_name)], NotifyTarget] = Field(
+        default_factory=dict
+    )
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+
+    @field_validator("hubs")
+    @classmethod
+    def _unique_hubs(cls, hubs: tuple[ExpectedHubConfig, ...]) -> tuple[ExpectedHubConfig, ...]:
+        seen: set[str] = set()
+        for hub in hubs:
+            if hub.id in seen:
+                raise ValueError(f"hub {hub.id!r} is listed twice")
+            seen.add(hub.id)
+        return hubs
+
+    @model_validator(mode="after")
+    def _steps_name_targets(self) -> ReceiverConfig:
+        for step in self.escalation.steps:
+            for name in step.notify:
+                if name not in self.notify:
+                    known = ", ".join(sorted(self.notify)) or "none is configured"
+                    raise ValueError(
+                        f"escalation step {step.name!r} notifies {name!r}, which is not a "
+                        f"[notify.<name>] table (known: {known})"
+                    )
+        return self
 
     @model_validator(mode="before")
     @classmethod
