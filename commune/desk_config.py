@@ -70,6 +70,9 @@ from settings.base import load_context
 from settings.validators import Id, existing_file
 
 Seconds = Annotated[StrictInt | StrictFloat, Field(gt=0, le=7 * 24 * 3600)]
+# The longest wait between two attempts at a notification (the backoff starts at 1 s and
+# doubles up to it): at least 0.1 s, so a dead endpoint is never hammered, at most a day.
+RetryMax = Annotated[StrictInt | StrictFloat, Field(ge=0.1, le=24 * 3600)]
 Text = Annotated[StrictStr, Field(max_length=200)]
 ALERT_CLASSES = ("alarm", "trouble", "detection")
 _TARGET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -195,6 +198,7 @@ class WebhookTarget(Frozen):
     secret_env: EnvName | None = None
     secret_file: SecretFile | None = None
     timeout_s: Annotated[StrictInt | StrictFloat, Field(gt=0, le=120)] = 10
+    retry_max_s: RetryMax = 300
     secret: SecretStr | None = Field(default=None, validate_default=True, repr=False)
 
     @field_validator("secret", mode="before")
@@ -227,6 +231,7 @@ class ZaloTarget(Frozen):
     api_base: HttpUrl = "https://openapi.zalo.me"
     oauth_base: HttpUrl = "https://oauth.zaloapp.com"
     timeout_s: Annotated[StrictInt | StrictFloat, Field(gt=0, le=120)] = 10
+    retry_max_s: RetryMax = 300
     secret: SecretStr | None = Field(default=None, validate_default=True, repr=False)
     refresh_token: SecretStr | None = Field(default=None, validate_default=True, repr=False)
 
