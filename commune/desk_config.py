@@ -148,6 +148,9 @@ class EscalationConfig(Frozen):
 
     alerts: tuple[Literal["alarm", "trouble", "detection"], ...] = ("alarm", "trouble")
     steps: tuple[EscalationStep, ...] = ()
+    # The console's address as the people told can open it: each notification links the alert
+    # (``<console_url>/alerts/<id>``). None: no link.
+    console_url: HttpUrl | None = None
 
     @field_validator("steps")
     @classmethod

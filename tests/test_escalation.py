@@ -18,6 +18,7 @@ from notify_kit import (
     webhook,
 )
 
+from commune.desk_config import EscalationConfig
 from commune.notify import messages
 from commune.notify.escalation import Escalator
 from commune.notify.sender import NotificationSender
@@ -93,6 +94,14 @@ def test_a_receiver_back_after_several_steps_queues_them_all_in_order(tmp_path: 
     # No hub row: the text names the hub by its id; no console URL: no link.
     assert rows[0].payload()["text"] == "PANIC alarm at hub-1 not acknowledged after 1 min"
     assert rows[0].payload()["hub"] is None and rows[0].payload()["url"] is None
+    # The console's address from the config: a link to the alert.
+    other = store.open_alert(hub="hub-2")
+    config = EscalationConfig.model_validate(
+        {"steps": LADDER[:1], "console_url": "http://10.0.0.2:8080/"}
+    )
+    assert Escalator(store.alerts, store.queue, config).tick(opened(other) + 61) == 1
+    [n] = store.queue.for_alert(other.id)
+    assert n.payload()["url"] == f"http://10.0.0.2:8080/alerts/{other.id}"
 
 
 def test_only_the_configured_classes_of_alert_escalate(tmp_path: Path) -> None:

@@ -72,3 +72,16 @@ def test_absurd_timeouts_and_step_delays_are_refused_at_their_key(tmp_path: Path
         load_receiver_config(path, env=ENV)
     [(where, message)] = caught.value.errors
     assert where.endswith(key) and ("nan" in message or "1e+30" in message)
+
+
+def test_the_console_url_the_notifications_link_must_be_a_web_address(tmp_path: Path) -> None:
+    path = tmp_path / "receiver.toml"
+    text = HEAD.replace("[escalation]\n", '[escalation]\nconsole_url = "https://c.example"\n')
+    text += '\n[notify.hook]\ntype = "webhook"\nurl = "https://a.example/"\n'
+    text += 'secret_env = "TUQUAN_WEBHOOK_SECRET"\n'
+    path.write_text(text, encoding="utf-8")
+    assert load_receiver_config(path, env=ENV).escalation.console_url == "https://c.example"
+    path.write_text(text.replace("https://c.example", "javascript:alert(1)"), encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_receiver_config(path, env=ENV)
+    assert [where for where, _ in caught.value.errors] == ["escalation.console_url"]

@@ -73,8 +73,8 @@ class _Rung:
 
 class Escalator:
     """Queues the ladder's notifications (see the module's docstring). ``console_url`` (the
-    console's address as the people told can open it) gives each notification a link to the
-    alert; ``language`` is the console's ("vi" or "en")."""
+    console's address as the people told can open it; default ``[escalation] console_url``)
+    gives each notification a link to the alert; ``language`` is the console's ("vi", "en")."""
 
     def __init__(
         self,
@@ -91,7 +91,8 @@ class Escalator:
         self.queue = queue
         self.config = config
         self.hubs = hubs
-        self.console_url = console_url.rstrip("/") if console_url else None
+        url = console_url if console_url is not None else config.console_url
+        self.console_url = url.rstrip("/") if url else None
         self.language = language
         self.db = alerts.db
         self.db.schema(SCHEMA)

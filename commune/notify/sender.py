@@ -115,12 +115,18 @@ class NotificationSender:
         self._wake.set()
 
     def _run(self) -> None:
+        troubled = False
         while not self._stopping.is_set():
             try:
                 wait = self.run_once()
             except Exception:  # the thread must outlive any surprise; the rows stay pending
-                log.exception("the notification sender failed; trying again")
-                wait = POLL_S
+                if not troubled:
+                    log.exception("the notification sender failed; trying again")
+                troubled, wait = True, POLL_S
+            else:
+                if troubled:
+                    log.info("the notification sender works again")
+                troubled = False
             self._wake.wait(wait)
             self._wake.clear()
 
