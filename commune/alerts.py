@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -78,6 +79,9 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS idx_alert_events_event ON alert_events (event_id)",
     "CREATE TABLE IF NOT EXISTS desk_meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER)",
 )
+
+
+EventHook = Callable[[sqlite3.Connection, sqlite3.Row], None]
 
 
 class AlertError(TuquanError):
@@ -133,12 +137,22 @@ class AlertBook:
         row = self.db.read_one("SELECT value FROM desk_meta WHERE key = ?", (POSITION_KEY,))
         return int(row[0]) if row is not None and row[0] is not None else 0
 
-    def follow(self, limit: int = 1000) -> list[AlertChange]:
-        """Open or join alerts for up to ``limit`` events stored since the position; one
-        transaction. Returns what changed (empty when there was nothing new)."""
+    def follow(self, batch: int = 1000, on_event: EventHook | None = None) -> list[AlertChange]:
+        """Open or join alerts for every event stored since the position, ``batch`` events
+        per transaction; ``on_event(conn, row)`` is called for each event inside it. Returns
+        what changed (empty when there was nothing new)."""
+        changes: list[AlertChange] = []
+        while True:
+            taken = self._follow_batch(batch, on_event, changes)
+            if taken < batch:
+                return changes
+
+    def _follow_batch(
+        self, limit: int, on_event: EventHook | None, changes: list[AlertChange]
+    ) -> int:
         with self.db.tx() as conn:
             if not _has_events_table(conn):
-                return []
+                return 0
             row = conn.execute("SELECT value FROM desk_meta WHERE key = ?", (POSITION_KEY,))
             found = row.fetchone()
             position = int(found[0]) if found is not None else 0
@@ -148,9 +162,10 @@ class AlertBook:
                 (position, limit),
             ).fetchall()
             if not rows:
-                return []
-            changes: list[AlertChange] = []
+                return 0
             for event in rows:
+                if on_event is not None:
+                    on_event(conn, event)
                 change = self._take(conn, event)
                 if change is not None:
                     changes.append(change)
@@ -159,7 +174,7 @@ class AlertBook:
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (POSITION_KEY, int(rows[-1]["_rowid"])),
             )
-            return changes
+            return len(rows)
 
     def _take(self, conn: sqlite3.Connection, event: sqlite3.Row) -> AlertChange | None:
         priority = int(event["priority"])

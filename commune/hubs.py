@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -183,9 +184,12 @@ class HubBook:
                 ),
             )
 
-    def record_event(self, hub: str, kind: str, at: str) -> None:
-        """A hub's event was stored (received at ``at``)."""
-        with self.db.tx() as conn:
+    def record_event(
+        self, hub: str, kind: str, at: str, conn: sqlite3.Connection | None = None
+    ) -> None:
+        """A hub's event was stored (received at ``at``); inside ``conn``'s transaction when
+        given."""
+        with self.db.tx() if conn is None else nullcontext(conn) as conn:
             self._seen(conn, hub, at)
             conn.execute(
                 "UPDATE hubs SET last_event_at = ?, last_event_kind = ? "
