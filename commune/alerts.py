@@ -41,7 +41,7 @@ NEW, ACKNOWLEDGED, CLOSED = "new", "acknowledged", "closed"
 STATES = (NEW, ACKNOWLEDGED, CLOSED)
 OUTCOMES = ("real", "false_alarm", "test", "other")
 RESTORED = "restored"  # the outcome of a trouble its restore closed
-NEVER_ALERTS = frozenset({"silenced"})  # a siren silenced is part of the incident, not one
+NEVER_ALERTS = frozenset({"silenced"})  # a siren silenced is part of an incident, never one
 POSITION_KEY = "alerts_position"
 MAX_NOTE_CHARS = 2000
 
@@ -181,7 +181,9 @@ class AlertBook:
         kind = event["kind"]
         if priority >= Priority.TELEMETRY:
             return None
-        if event["qualifier"] == RESTORE or kind in NEVER_ALERTS:
+        if kind in NEVER_ALERTS:
+            return self._join_incident(conn, event)
+        if event["qualifier"] == RESTORE:
             return self._restore(conn, event) if priority == Priority.TROUBLE else None
         if priority == Priority.TROUBLE:
             key = trouble_key(event["hub"], kind, event["zone"])
@@ -202,6 +204,15 @@ class AlertBook:
         if found is not None:
             return self._join(conn, int(found[0]), event)
         return self._open(conn, event, None)
+
+    def _join_incident(self, conn: sqlite3.Connection, event: sqlite3.Row) -> AlertChange | None:
+        """A siren silenced belongs to the hub's newest open alarm incident, however late."""
+        found = conn.execute(
+            "SELECT id FROM alerts WHERE hub = ? AND state != ? AND trouble_key IS NULL "
+            "ORDER BY last_event_at DESC LIMIT 1",
+            (event["hub"], CLOSED),
+        ).fetchone()
+        return self._join(conn, int(found[0]), event) if found is not None else None
 
     def _open(self, conn: sqlite3.Connection, event: sqlite3.Row, key: str | None) -> AlertChange:
         at = event["received_at"]

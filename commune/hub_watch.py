@@ -24,7 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from commune.commands import CommandSendError, publish_command
 from core.events import utc_now_iso
-from core.topics import ROOT, parse_hub_topic
+from core.topics import RECEIVER_LEVEL, ROOT, parse_hub_topic
 from gateway.broker import BrokerSettings, settings_tls_context
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,8 @@ class HubWatch:
         try:
             parts = parse_hub_topic(msg.topic)
             if parts is None or parts[0] != self.commune or parts[2] not in WATCHED:
+                return
+            if parts[1] == RECEIVER_LEVEL:  # the receivers' own status, not a hub's
                 return
             self.reports.put(HubReport(parts[1], parts[2], bytes(msg.payload), utc_now_iso()))
             if self.on_report is not None:
