@@ -358,10 +358,14 @@ class AlertBook:
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, alert_id: int) -> Alert | None:
+        if not _valid_id(alert_id):
+            return None
         row = self.db.read_one("SELECT * FROM alerts WHERE id = ?", (alert_id,))
         return _alert(row) if row is not None else None
 
     def _get(self, conn: sqlite3.Connection, alert_id: int) -> Alert:
+        if not _valid_id(alert_id):
+            raise AlertError(f"no alert {str(alert_id)[:40]}")
         row = conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         if row is None:
             raise AlertError(f"no alert {alert_id}")
@@ -427,6 +431,8 @@ class AlertBook:
 
     def events_of(self, alert_id: int) -> list[dict[str, Any]]:
         """The alert's events as stored (``data`` decoded), in the order they arrived."""
+        if not _valid_id(alert_id):
+            return []
         rows = self.db.read(
             "SELECT e.* FROM alert_events a JOIN events e ON e.id = a.event_id "
             "WHERE a.alert_id = ? ORDER BY e.received_at, e.rowid",
@@ -446,6 +452,11 @@ class AlertBook:
         out = dict.fromkeys(STATES, 0)
         out.update({r[0]: int(r[1]) for r in rows})
         return out
+
+
+def _valid_id(alert_id: object) -> bool:
+    """An alert id SQLite can hold (an absurd one names no alert rather than raising)."""
+    return isinstance(alert_id, int) and not isinstance(alert_id, bool) and 0 < alert_id < 2**63
 
 
 def trouble_key(hub: str, kind: str, zone: str) -> str:
