@@ -67,7 +67,9 @@ SCHEMA = (
         outcome TEXT,
         note TEXT
     )""",
-    "CREATE INDEX IF NOT EXISTS idx_alerts_queue ON alerts (state, priority, opened_at)",
+    # The queue reads only open alerts: a partial index stays small however long the history.
+    "CREATE INDEX IF NOT EXISTS idx_alerts_open ON alerts (priority, opened_at) "
+    "WHERE state != 'closed'",
     "CREATE INDEX IF NOT EXISTS idx_alerts_hub ON alerts (hub, state, last_event_at)",
     "CREATE INDEX IF NOT EXISTS idx_alerts_trouble ON alerts (trouble_key, state)",
     "CREATE INDEX IF NOT EXISTS idx_alerts_opened ON alerts (opened_at)",
@@ -130,6 +132,13 @@ class AlertBook:
         self.db = db
         self.audit = audit if audit is not None else AuditLog(db)
         db.schema(SCHEMA)
+        with db.tx() as conn:
+            if _has_events_table(conn):
+                # A hub's recent events (the alert page, the hubs board), newest first.
+                conn.execute(
+                    "CREATE INDEX IF NOT EXISTS idx_events_hub_received "
+                    "ON events (hub, received_at)"
+                )
 
     # -- following the stored events -------------------------------------------------------
 
@@ -373,7 +382,7 @@ class AlertBook:
 
     def open_alerts(self, limit: int = 500, hub: str | None = None) -> list[Alert]:
         """Alerts not closed, in queue order (see the module's docstring)."""
-        where, params = "state != ?", [CLOSED]
+        where, params = "state != 'closed'", list[Any]()
         if hub is not None:
             where += " AND hub = ?"
             params.append(hub)
@@ -386,7 +395,9 @@ class AlertBook:
 
     def unacknowledged(self) -> list[Alert]:
         """Alerts still ``new``, oldest first (what escalation looks at)."""
-        rows = self.db.read("SELECT * FROM alerts WHERE state = ? ORDER BY id", (NEW,))
+        rows = self.db.read(
+            "SELECT * FROM alerts WHERE state != 'closed' AND state = ? ORDER BY id", (NEW,)
+        )
         return [_alert(r) for r in rows]
 
     def search(
