@@ -36,7 +36,7 @@ def missing_reason() -> str | None:
     except ImportError:
         return "playwright is not installed (pip install -e '.[dev]')"
     if find_chromium() is None:
-        return "Debian's chromium is not installed (apt-get install chromium; scripts/setup.sh --tests)"
+        return "Debian's chromium is not installed (scripts/setup.sh --tests installs it)"
     return None
 
 
