@@ -90,12 +90,15 @@ def alert_cells(alert: Alert, names: Mapping[str, str], now: datetime) -> list[s
 
 def hub_state(row: HubRow, now: datetime, window_s: float) -> str:
     """online, offline, silent (nothing heard for longer than its window), never seen, or
-    heard (events, but no status recorded: a receiver without the web console)."""
+    heard: events only, no status or health ever recorded (a receiver without the web
+    console, which alone hears those), so its silence cannot be judged."""
     if row.status == "offline":
         return "offline"
     seen = row.last_seen_at
     if seen is None:
         return "never seen"
+    if row.status is None and row.health_at is None:
+        return "heard"
     quiet = seconds_since(seen, now)
     if quiet is not None and quiet > (row.supervision_s or window_s):
         return "silent"

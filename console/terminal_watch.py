@@ -18,6 +18,7 @@ input: no busy loop. A new alarm rings the terminal's bell once.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -26,7 +27,7 @@ import sys
 import termios
 import tty
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
@@ -87,27 +88,35 @@ class Watch:
 
     def look(self, force: bool = False) -> list[Alert]:
         """Follow and read the store again if another process wrote to it (or ``force``);
-        the open alerts that were not on the board before, in queue order."""
+        the open alerts on the board that were not on it at the previous look (an action's
+        own reading included), in queue order."""
         try:
             version = self.store.data_version()
-            if not force and self._caught_up and version == self._version:
-                return []
-            self._version = version
-            _, self._caught_up = self.store.follow()
-            self.board = self.store.board()
+            if force or not self._caught_up or version != self._version:
+                self._version = version
+                _, self._caught_up = self.store.follow()
+                self.board = self.store.board()
+            self.problem = None
         except sqlite3.Error as exc:  # a lock held too long, a full disk: the next look retries
             self.problem = f"the store cannot be read: {exc}"
-            self._caught_up = True
-            return []
-        self.problem = None
+            self._caught_up = True  # wait a refresh interval before trying again...
+            self._version = None  # ...and try again then, whether or not the store changed
         appeared = [a for a in self.board.alerts if a.id not in self._seen]
         self._seen = {a.id for a in self.board.alerts}  # closed alerts never come back
         return appeared
 
+    def reread(self) -> None:
+        """Read the board again now (after an action, or asked to), following nothing; what
+        it shows new is still announced by the next ``look``."""
+        try:
+            self.board = self.store.board()
+        except sqlite3.Error as exc:
+            self.problem = f"the store cannot be read: {exc}"
+
     def act(self, command: Acknowledge | Close) -> Answer:
-        """Carry out an acknowledgement or a closing; the board is read again after it."""
+        """Carry out an acknowledgement or a closing, then read the board again."""
         answer = perform(self.store, self.options.operator, command)
-        self.look(force=True)
+        self.reread()
         return answer
 
     def now(self) -> datetime:
@@ -161,6 +170,7 @@ def run_lines(watch: Watch, fd: int, out: TextIO) -> int:
     watch.look(force=True)
     _print_board(watch, out)
     reader = LineReader(fd, MAX_LINE)
+    told: str | None = None  # the store's problem last reported, told once
     while True:
         for item in reader.read(watch.options.refresh_s if watch.caught_up else 0):
             if _answer(watch, item, out) == QUIT:
@@ -168,6 +178,9 @@ def run_lines(watch: Watch, fd: int, out: TextIO) -> int:
         if reader.eof:
             return 0
         appeared = watch.look()
+        if watch.problem != told and watch.problem is not None:
+            print(f"error: {watch.problem}", file=sys.stderr, flush=True)
+        told = watch.problem
         for alert in appeared:
             print(announce(alert, watch.board.names), file=out, flush=True)
         if alarms(appeared) and out.isatty():
@@ -188,7 +201,7 @@ def _answer(watch: Watch, item: str | CommandError, out: TextIO) -> str | None:
         if command.name == "quit":
             return QUIT
         if command.name == "list":
-            watch.look(force=True)
+            watch.look(force=True)  # what it shows new is on the board printed: not announced
             _print_board(watch, out)
         else:
             print(HELP, file=out, flush=True)
@@ -225,7 +238,7 @@ class _Screen:
             if command.name == "quit":
                 self.ended = True
             elif command.name == "list":
-                self.watch.look(force=True)
+                self.watch.reread()
             else:
                 self.message = Text(HELP)
             return
@@ -261,7 +274,8 @@ class _LogToScreen(logging.Handler):
 
 
 def run_live(watch: Watch, fd: int, console: Console) -> int:
-    """The full-screen watch on a terminal until ``q``, Ctrl-D, Ctrl-C, SIGTERM or SIGHUP."""
+    """The full-screen watch on a terminal until ``q``, Ctrl-D, Ctrl-C, SIGTERM or SIGHUP
+    (or the terminal is gone)."""
     screen = _Screen(watch)
     root = logging.getLogger()
     handler = _LogToScreen(screen)
@@ -289,6 +303,13 @@ def run_live(watch: Watch, fd: int, console: Console) -> int:
                     console.bell()
     except KeyboardInterrupt:
         pass
+    except OSError as exc:
+        if exc.errno != errno.EIO:
+            raise
+        # The terminal hung up: nothing can be shown any more, not even at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for out in (1, 2):
+            os.dup2(devnull, out)
     finally:
         root.removeHandler(handler)
     return 0
@@ -301,7 +322,8 @@ def _cbreak(fd: int) -> Iterator[None]:
     try:
         yield
     finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        with suppress(termios.error):  # the terminal may be gone (SIGHUP)
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 @contextmanager
