@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -33,7 +32,7 @@ from commune.commands import COUNTER_FILE, CommandSendError, CounterStore, sign_
 from commune.config import ReceiverConfig
 from commune.db import Db
 from commune.hub_watch import HubReport, HubWatch
-from commune.hubs import CommandRecord, ExpectedHub, HubBook
+from commune.hubs import CommandRecord, ExpectedHub, HubBook, sign_of_life
 from commune.receiver import DB_FILENAME
 from commune.store import INSERT_SQL, EventStore, ReceivedEvent, event_row
 from commune.supervision import Trouble, assess
@@ -107,6 +106,7 @@ class Desk:
             )
             for h in config.hubs
         )
+        self._sign_of_life = sign_of_life(self.hubs)
         self.watch = HubWatch(broker, self.commune)
         self.watch.on_report = self.wake
         self.counts = {"bad_reports": 0, "unverified_reports": 0, "listener_errors": 0}
@@ -277,12 +277,8 @@ class Desk:
             log.error("desk: enrolled hub keys could not be read: %s", exc)
 
     def _follow(self) -> None:
-        for change in self.alerts.follow(on_event=self._event_seen):
+        for change in self.alerts.follow(on_event=self._sign_of_life):
             self._tell({"type": "alert", "id": change.alert_id, "action": change.action})
-
-    def _event_seen(self, conn: sqlite3.Connection, event: sqlite3.Row) -> None:
-        if event["source"] != "receiver":
-            self.hubs.record_event(event["hub"], event["kind"], event["received_at"], conn=conn)
 
     # -- hub reports -----------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from commune.alerts import CLOSED, Alert, AlertBook, AlertChange
 from commune.audit import AuditLog
 from commune.db import Db
-from commune.hubs import ExpectedHub, HubBook, HubRow
+from commune.hubs import ExpectedHub, HubBook, HubRow, sign_of_life
 from core.errors import TuquanError
 
 FOLLOW_BATCH = 2000  # events per follow() transaction
@@ -68,6 +68,7 @@ class WatchStore:
             self.audit = AuditLog(self.db)
             self.alerts = AlertBook(self.db, self.audit)
             self.hubs = HubBook(self.db)
+            self._sign_of_life = sign_of_life(self.hubs)
             self.board()  # a file damaged past its first page shows here, not mid-watch
         except sqlite3.Error as exc:
             self.db.close()
@@ -77,30 +78,16 @@ class WatchStore:
         return self.db.data_version()
 
     def follow(self) -> tuple[list[AlertChange], bool]:
-        """Open or join alerts for the events stored since the shared position; the changes,
-        and whether the store is caught up (False: more events wait for the next look)."""
+        """Open or join alerts for the events stored since the shared position (each batch one
+        transaction with the position and the hubs' last events); the changes, and whether the
+        store is caught up (False: more events wait for the next look)."""
         changes: list[AlertChange] = []
         for _ in range(FOLLOW_BATCHES_PER_LOOK):
-            with self.db.tx() as conn:
-                # One transaction for the alerts, the position and the hubs' last events.
-                before = self.alerts.position()
-                changes.extend(self.alerts.follow(FOLLOW_BATCH))
-                after = self.alerts.position()
-                if after == before:
-                    return changes, True
-                self._record_hub_events(conn, before, after)
+            before = self.alerts.position()
+            changes.extend(self.alerts.follow(FOLLOW_BATCH, self._sign_of_life, max_batches=1))
+            if self.alerts.position() == before:
+                return changes, True
         return changes, False
-
-    def _record_hub_events(self, conn: sqlite3.Connection, after: int, upto: int) -> None:
-        """The newest event of each hub among rows (after, upto]: a sign of life. The
-        receiver's own supervision events speak about a hub, not for it, and do not count."""
-        rows = conn.execute(
-            "SELECT hub, kind, max(received_at) AS at FROM events "
-            "WHERE rowid > ? AND rowid <= ? AND source != 'receiver' GROUP BY hub",
-            (after, upto),
-        ).fetchall()
-        for row in rows:
-            self.hubs.record_event(row["hub"], row["kind"], row["at"])
 
     def board(self) -> Board:
         hubs = {row.hub: row for row in self.hubs.all()}

@@ -12,18 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from commune.alerts import (
-    ACKNOWLEDGED,
-    CLOSED,
-    INCIDENT_WINDOW_S,
-    NEW,
-    RESTORED,
-    AlertBook,
-    AlertError,
-)
+from commune.alerts import ACKNOWLEDGED, CLOSED, NEW, RESTORED, AlertBook, AlertError
 from commune.db import Db
 from commune.desk_config import SupervisionConfig
 from commune.hubs import ExpectedHub, HubBook
+from commune.incidents import INCIDENT_WINDOW_S
 from commune.store import EventStore, ReceivedEvent
 from commune.supervision import ALARM_BACKLOG, CLOCK_UNSYNCED, COMM_TROUBLE, assess, seconds
 from core.events import Event, utc_iso
