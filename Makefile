@@ -28,7 +28,8 @@ setup:
 demo:
 	bash scripts/demo.sh
 
-lint: setup
+lint:
+	bash scripts/setup.sh --tests
 	@rc=0; \
 	$(BIN)/ruff check . || rc=1; \
 	$(BIN)/ruff format --check . || rc=1; \

@@ -6,12 +6,8 @@ person incident) opens an *alert*; telemetry and test reports never do. Lifecycl
     new ──acknowledge──▶ acknowledged ──close(outcome, note)──▶ closed
      └──────────────────close────────────────────────────────────▲
 
-- A trouble is keyed by (hub, kind, zone): it happening again while open joins that alert, and
-  its restore (qualifier R) closes it by itself (actor "system", outcome "restored").
-- Alarms and detections of one hub within ``INCIDENT_WINDOW_S`` of that hub's newest open
-  alarm/detection alert join it, as one incident (a panic, the camera's person incident and
-  its snapshot); the incident takes the most urgent priority among its events. They stay open
-  until an operator closes them.
+- Which events open, join or close an alert: ``commune.incidents`` (one incident per hub and
+  window; a trouble closed by its restore). Alarms stay open until an operator closes them.
 - Every change is written with its audit record (``commune.audit``) in one transaction.
 
 The ``AlertBook`` follows the ``events`` table by rowid, like the alert feed: its position is
@@ -26,21 +22,25 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
-from commune.audit import SYSTEM, AuditLog
+from commune.audit import AuditLog
 from commune.db import Db
+from commune.incidents import (
+    ACKNOWLEDGED,
+    CLOSED,
+    NEW,
+    RESTORED,
+    AlertChange,
+    take_event,
+)
 from core.errors import TuquanError
-from core.events import RESTORE, Priority, utc_iso, utc_now_iso
+from core.events import utc_now_iso
 
-INCIDENT_WINDOW_S = 120.0
-NEW, ACKNOWLEDGED, CLOSED = "new", "acknowledged", "closed"
 STATES = (NEW, ACKNOWLEDGED, CLOSED)
 OUTCOMES = ("real", "false_alarm", "test", "other")
-RESTORED = "restored"  # the outcome of a trouble its restore closed
-NEVER_ALERTS = frozenset({"silenced"})  # a siren silenced is part of the incident, not one
 POSITION_KEY = "alerts_position"
 MAX_NOTE_CHARS = 2000
 
@@ -66,7 +66,9 @@ SCHEMA = (
         outcome TEXT,
         note TEXT
     )""",
-    "CREATE INDEX IF NOT EXISTS idx_alerts_queue ON alerts (state, priority, opened_at)",
+    # The queue reads only open alerts: a partial index stays small however long the history.
+    "CREATE INDEX IF NOT EXISTS idx_alerts_open ON alerts (priority, opened_at) "
+    "WHERE state != 'closed'",
     "CREATE INDEX IF NOT EXISTS idx_alerts_hub ON alerts (hub, state, last_event_at)",
     "CREATE INDEX IF NOT EXISTS idx_alerts_trouble ON alerts (trouble_key, state)",
     "CREATE INDEX IF NOT EXISTS idx_alerts_opened ON alerts (opened_at)",
@@ -78,6 +80,24 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS idx_alert_events_event ON alert_events (event_id)",
     "CREATE TABLE IF NOT EXISTS desk_meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER)",
 )
+
+
+EventHook = Callable[[sqlite3.Connection, sqlite3.Row], None]
+
+
+__all__ = [
+    "ACKNOWLEDGED",
+    "CLOSED",
+    "NEW",
+    "OUTCOMES",
+    "RESTORED",
+    "STATES",
+    "Alert",
+    "AlertBook",
+    "AlertChange",
+    "AlertError",
+    "event_dict",
+]
 
 
 class AlertError(TuquanError):
@@ -110,15 +130,6 @@ class Alert:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class AlertChange:
-    """What following the events did to one alert: "opened", "joined", "restored"."""
-
-    alert_id: int
-    action: str
-    event_id: str
-
-
 class AlertBook:
     """The ``alerts`` and ``alert_events`` tables of a ``Db``, and their audit records."""
 
@@ -126,6 +137,13 @@ class AlertBook:
         self.db = db
         self.audit = audit if audit is not None else AuditLog(db)
         db.schema(SCHEMA)
+        with db.tx() as conn:
+            if _has_events_table(conn):
+                # A hub's recent events (the alert page, the hubs board), newest first.
+                conn.execute(
+                    "CREATE INDEX IF NOT EXISTS idx_events_hub_received "
+                    "ON events (hub, received_at)"
+                )
 
     # -- following the stored events -------------------------------------------------------
 
@@ -133,12 +151,31 @@ class AlertBook:
         row = self.db.read_one("SELECT value FROM desk_meta WHERE key = ?", (POSITION_KEY,))
         return int(row[0]) if row is not None and row[0] is not None else 0
 
-    def follow(self, limit: int = 1000) -> list[AlertChange]:
-        """Open or join alerts for up to ``limit`` events stored since the position; one
-        transaction. Returns what changed (empty when there was nothing new)."""
+    def follow(
+        self,
+        batch: int = 1000,
+        on_event: EventHook | None = None,
+        *,
+        max_batches: int | None = None,
+    ) -> list[AlertChange]:
+        """Open or join alerts for the events stored since the position, ``batch`` events per
+        transaction, until none is left (or after ``max_batches``); ``on_event(conn, row)`` is
+        called for each event inside its transaction (``commune.hubs.sign_of_life``). Returns
+        what changed (empty when there was nothing new)."""
+        changes: list[AlertChange] = []
+        done = 0
+        while max_batches is None or done < max_batches:
+            done += 1
+            if self._follow_batch(batch, on_event, changes) < batch:
+                break
+        return changes
+
+    def _follow_batch(
+        self, limit: int, on_event: EventHook | None, changes: list[AlertChange]
+    ) -> int:
         with self.db.tx() as conn:
             if not _has_events_table(conn):
-                return []
+                return 0
             row = conn.execute("SELECT value FROM desk_meta WHERE key = ?", (POSITION_KEY,))
             found = row.fetchone()
             position = int(found[0]) if found is not None else 0
@@ -148,10 +185,11 @@ class AlertBook:
                 (position, limit),
             ).fetchall()
             if not rows:
-                return []
-            changes: list[AlertChange] = []
+                return 0
             for event in rows:
-                change = self._take(conn, event)
+                if on_event is not None:
+                    on_event(conn, event)
+                change = take_event(conn, event, self.audit)
                 if change is not None:
                     changes.append(change)
             conn.execute(
@@ -159,126 +197,7 @@ class AlertBook:
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (POSITION_KEY, int(rows[-1]["_rowid"])),
             )
-            return changes
-
-    def _take(self, conn: sqlite3.Connection, event: sqlite3.Row) -> AlertChange | None:
-        priority = int(event["priority"])
-        kind = event["kind"]
-        if priority >= Priority.TELEMETRY:
-            return None
-        if event["qualifier"] == RESTORE or kind in NEVER_ALERTS:
-            return self._restore(conn, event) if priority == Priority.TROUBLE else None
-        if priority == Priority.TROUBLE:
-            key = trouble_key(event["hub"], kind, event["zone"])
-            found = conn.execute(
-                "SELECT id FROM alerts WHERE trouble_key = ? AND state != ? "
-                "ORDER BY id DESC LIMIT 1",
-                (key, CLOSED),
-            ).fetchone()
-            if found is not None:
-                return self._join(conn, int(found[0]), event)
-            return self._open(conn, event, key)
-        since = _before(event["received_at"], INCIDENT_WINDOW_S)
-        found = conn.execute(
-            "SELECT id FROM alerts WHERE hub = ? AND state != ? AND trouble_key IS NULL "
-            "AND last_event_at >= ? ORDER BY last_event_at DESC LIMIT 1",
-            (event["hub"], CLOSED, since),
-        ).fetchone()
-        if found is not None:
-            return self._join(conn, int(found[0]), event)
-        return self._open(conn, event, None)
-
-    def _open(self, conn: sqlite3.Connection, event: sqlite3.Row, key: str | None) -> AlertChange:
-        at = event["received_at"]
-        cur = conn.execute(
-            "INSERT INTO alerts (hub, kind, zone, cid, priority, origin, state, opened_at, "
-            "first_event_id, last_event_at, events, trouble_key) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
-            (
-                event["hub"],
-                event["kind"],
-                event["zone"],
-                int(event["cid"]),
-                int(event["priority"]),
-                "receiver" if event["source"] == "receiver" else "hub",
-                NEW,
-                at,
-                event["id"],
-                at,
-                key,
-            ),
-        )
-        alert_id = int(cur.lastrowid or 0)
-        conn.execute("INSERT OR IGNORE INTO alert_events VALUES (?, ?)", (alert_id, event["id"]))
-        self.audit.append(
-            SYSTEM,
-            "opened",
-            alert_id=alert_id,
-            hub=event["hub"],
-            detail={"event": event["id"], "kind": event["kind"], "zone": event["zone"]},
-            at=utc_now_iso(),
-            conn=conn,
-        )
-        return AlertChange(alert_id, "opened", event["id"])
-
-    def _join(self, conn: sqlite3.Connection, alert_id: int, event: sqlite3.Row) -> AlertChange:
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO alert_events VALUES (?, ?)", (alert_id, event["id"])
-        )
-        if cur.rowcount:
-            # The most urgent event names the incident: a person detection joined by a panic
-            # becomes a panic alert.
-            conn.execute(
-                "UPDATE alerts SET events = events + 1, last_event_at = max(last_event_at, ?), "
-                "kind = CASE WHEN ? < priority THEN ? ELSE kind END, "
-                "zone = CASE WHEN ? < priority THEN ? ELSE zone END, "
-                "cid = CASE WHEN ? < priority THEN ? ELSE cid END, "
-                "priority = min(priority, ?) WHERE id = ?",
-                (
-                    event["received_at"],
-                    *(int(event["priority"]), event["kind"]),
-                    *(int(event["priority"]), event["zone"]),
-                    *(int(event["priority"]), int(event["cid"])),
-                    int(event["priority"]),
-                    alert_id,
-                ),
-            )
-            self.audit.append(
-                SYSTEM,
-                "joined",
-                alert_id=alert_id,
-                hub=event["hub"],
-                detail={"event": event["id"], "kind": event["kind"], "zone": event["zone"]},
-                conn=conn,
-            )
-        return AlertChange(alert_id, "joined", event["id"])
-
-    def _restore(self, conn: sqlite3.Connection, event: sqlite3.Row) -> AlertChange | None:
-        key = trouble_key(event["hub"], event["kind"], event["zone"])
-        found = conn.execute(
-            "SELECT id FROM alerts WHERE trouble_key = ? AND state != ? ORDER BY id DESC LIMIT 1",
-            (key, CLOSED),
-        ).fetchone()
-        if found is None:
-            return None
-        alert_id = int(found[0])
-        now = utc_now_iso()
-        conn.execute("INSERT OR IGNORE INTO alert_events VALUES (?, ?)", (alert_id, event["id"]))
-        conn.execute(
-            "UPDATE alerts SET state = ?, closed_by = ?, closed_at = ?, outcome = ?, "
-            "events = events + 1, last_event_at = max(last_event_at, ?) WHERE id = ?",
-            (CLOSED, SYSTEM, now, RESTORED, event["received_at"], alert_id),
-        )
-        self.audit.append(
-            SYSTEM,
-            "restored",
-            alert_id=alert_id,
-            hub=event["hub"],
-            detail={"event": event["id"]},
-            at=now,
-            conn=conn,
-        )
-        return AlertChange(alert_id, "restored", event["id"])
+            return len(rows)
 
     # -- operators' actions ----------------------------------------------------------------
 
@@ -332,10 +251,14 @@ class AlertBook:
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, alert_id: int) -> Alert | None:
+        if not _valid_id(alert_id):
+            return None
         row = self.db.read_one("SELECT * FROM alerts WHERE id = ?", (alert_id,))
         return _alert(row) if row is not None else None
 
     def _get(self, conn: sqlite3.Connection, alert_id: int) -> Alert:
+        if not _valid_id(alert_id):
+            raise AlertError(f"no alert {str(alert_id)[:40]}")
         row = conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         if row is None:
             raise AlertError(f"no alert {alert_id}")
@@ -343,7 +266,7 @@ class AlertBook:
 
     def open_alerts(self, limit: int = 500, hub: str | None = None) -> list[Alert]:
         """Alerts not closed, in queue order (see the module's docstring)."""
-        where, params = "state != ?", [CLOSED]
+        where, params = "state != 'closed'", list[Any]()
         if hub is not None:
             where += " AND hub = ?"
             params.append(hub)
@@ -356,7 +279,9 @@ class AlertBook:
 
     def unacknowledged(self) -> list[Alert]:
         """Alerts still ``new``, oldest first (what escalation looks at)."""
-        rows = self.db.read("SELECT * FROM alerts WHERE state = ? ORDER BY id", (NEW,))
+        rows = self.db.read(
+            "SELECT * FROM alerts WHERE state != 'closed' AND state = ? ORDER BY id", (NEW,)
+        )
         return [_alert(r) for r in rows]
 
     def search(
@@ -401,6 +326,8 @@ class AlertBook:
 
     def events_of(self, alert_id: int) -> list[dict[str, Any]]:
         """The alert's events as stored (``data`` decoded), in the order they arrived."""
+        if not _valid_id(alert_id):
+            return []
         rows = self.db.read(
             "SELECT e.* FROM alert_events a JOIN events e ON e.id = a.event_id "
             "WHERE a.alert_id = ? ORDER BY e.received_at, e.rowid",
@@ -422,8 +349,9 @@ class AlertBook:
         return out
 
 
-def trouble_key(hub: str, kind: str, zone: str) -> str:
-    return json.dumps([hub, kind, zone], separators=(",", ":"))
+def _valid_id(alert_id: object) -> bool:
+    """An alert id SQLite can hold (an absurd one names no alert rather than raising)."""
+    return isinstance(alert_id, int) and not isinstance(alert_id, bool) and 0 < alert_id < 2**63
 
 
 def event_dict(row: sqlite3.Row) -> dict[str, Any]:
@@ -441,10 +369,6 @@ def event_dict(row: sqlite3.Row) -> dict[str, Any]:
 
 def _alert(row: sqlite3.Row) -> Alert:
     return Alert(**{k: row[k] for k in row.keys()})  # noqa: SIM118 (sqlite3.Row)
-
-
-def _before(iso: str, seconds: float) -> str:
-    return utc_iso((datetime.fromisoformat(iso) - timedelta(seconds=seconds)).timestamp())
 
 
 def _has_events_table(conn: sqlite3.Connection) -> bool:

@@ -97,6 +97,8 @@ class AuditLog:
 
     def for_alert(self, alert_id: int) -> list[AuditRecord]:
         """The alert's records, oldest first."""
+        if not 0 < alert_id < 2**63:
+            return []
         rows = self.db.read(f"SELECT * FROM {TABLE} WHERE alert_id = ? ORDER BY id", (alert_id,))
         return [_record(r) for r in rows]
 

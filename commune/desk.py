@@ -17,42 +17,170 @@ Listeners (``listen``) are told of every change, on the desk's thread: ``{"type"
 
 from __future__ import annotations
 
+import json
+import logging
+import threading
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from commune.alerts import Alert, AlertBook
-from commune.audit import AuditLog
+from commune.audit import SYSTEM, AuditLog
+from commune.commands import COUNTER_FILE, CommandSendError, CounterStore, sign_command
+from commune.config import ReceiverConfig
 from commune.db import Db
-from commune.hubs import CommandRecord, HubBook
+from commune.hub_watch import HubReport, HubWatch
+from commune.hubs import CommandRecord, ExpectedHub, HubBook, sign_of_life
+from commune.receiver import DB_FILENAME
+from commune.store import INSERT_SQL, EventStore, ReceivedEvent, event_row
+from commune.supervision import Trouble, assess
+from commune.trust import HubKeyring, load_commune_key
+from core.errors import TuquanError
+from core.events import KINDS, NEW, RESTORE, utc_iso
+from core.ids import new_event_id
+from core.safe_json import loads_untrusted
+from core.signing import KeyFileError, SigningKey
+from gateway.broker import BrokerSettings
+
+log = logging.getLogger(__name__)
 
 Listener = Callable[[dict[str, Any]], None]
+COMMANDS = ("silence", "ping", "snapshot")
+MAX_HEALTH_BYTES = 256 * 1024
+MAX_RESULT_BYTES = 16 * 1024
+TICK_S = 0.25  # how often the desk looks without being woken (another process's writes)
+SUPERVISE_EVERY_S = 1.0
+
+TROUBLE_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS hub_troubles (
+        hub TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        since TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        PRIMARY KEY (hub, kind)
+    )""",
+)
+
+
+class DeskError(TuquanError):
+    """The desk cannot start (its store, its key)."""
 
 
 class Desk:
     """See the module docstring. ``db``, ``alerts``, ``hubs`` and ``audit`` may be read from
-    any thread."""
+    any thread; ``start`` opens the store, connects, and starts the desk's thread."""
 
-    db: Db
-    alerts: AlertBook
-    hubs: HubBook
-    audit: AuditLog
+    def __init__(
+        self,
+        data_dir: Path,
+        config: ReceiverConfig,
+        broker: BrokerSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.config = config
+        self.commune = config.receiver.commune
+        self.clock = clock
+        self.db_path = self.data_dir / DB_FILENAME
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # The events table is the receiver's; made here too so the desk can start first.
+        EventStore(self.db_path).close()
+        self.db = Db(self.db_path)
+        self.audit = AuditLog(self.db)
+        self.alerts = AlertBook(self.db, self.audit)
+        self.hubs = HubBook(self.db)
+        self.db.schema(TROUBLE_SCHEMA)
+        self.hubs.set_expected(
+            ExpectedHub(
+                hub=h.id,
+                name=h.name,
+                place=h.place,
+                latitude=h.latitude,
+                longitude=h.longitude,
+                contact=h.contact,
+                supervision_s=h.supervision_s,
+            )
+            for h in config.hubs
+        )
+        self._sign_of_life = sign_of_life(self.hubs)
+        self.watch = HubWatch(broker, self.commune)
+        self.watch.on_report = self.wake
+        self.counts = {"bad_reports": 0, "unverified_reports": 0, "listener_errors": 0}
+        self._keyring = HubKeyring()
+        self._keys_store: EventStore | None = None
+        self._commune_key: SigningKey | None = None
+        self._counter = CounterStore(self.data_dir / COUNTER_FILE)
+        self._listeners: list[Listener] = []
+        self._listeners_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._running_since = clock()
+        self._last_supervision = 0.0
+        self._data_version = self.db.data_version()
+        self._logged: set[tuple[str, str]] = set()
+
+    # -- life cycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        raise NotImplementedError
+        try:
+            self._commune_key = load_commune_key(self.data_dir)
+        except (KeyFileError, OSError) as exc:
+            raise DeskError(f"cannot load the commune's signing key: {exc}") from exc
+        self._running_since = self.clock()
+        self.watch.start()
+        self._thread = threading.Thread(target=self._main, name="desk", daemon=True)
+        self._thread.start()
 
-    def stop(self) -> None:
-        raise NotImplementedError
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.watch.stop()
+
+    def wake(self) -> None:
+        """Look now (a new event was stored, a hub report came)."""
+        self._wake.set()
 
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` with each change notice; returns the function that stops it."""
-        raise NotImplementedError
+        with self._listeners_lock:
+            self._listeners.append(listener)
+
+        def unlisten() -> None:
+            with self._listeners_lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unlisten
+
+    def _tell(self, notice: dict[str, Any]) -> None:
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(notice)
+            except Exception as exc:
+                self.counts["listener_errors"] += 1
+                log.warning("a change listener failed: %r", exc)
+
+    # -- operators' actions (any thread) ---------------------------------------------------
 
     def acknowledge(self, alert_id: int, user: str) -> Alert:
         """Acknowledge (stops the alert's escalation ladder); raises AlertError."""
-        raise NotImplementedError
+        alert = self.alerts.acknowledge(alert_id, user)
+        self._tell({"type": "alert", "id": alert_id, "action": "acknowledged"})
+        return alert
 
     def close(self, alert_id: int, user: str, outcome: str, note: str = "") -> Alert:
-        raise NotImplementedError
+        alert = self.alerts.close(alert_id, user, outcome, note)
+        self._tell({"type": "alert", "id": alert_id, "action": "closed"})
+        return alert
 
     def send_command(
         self,
@@ -65,4 +193,242 @@ class Desk:
         """Sign ``name`` for ``operator``, publish it to the hub, record and audit it; the
         hub's ``cmd_result`` is recorded on the record when it comes (``hubs.command(id)``).
         Raises CommandSendError when it cannot be signed or published."""
-        raise NotImplementedError
+        if name not in COMMANDS:
+            raise CommandSendError(f"unknown command {name!r}: use {', '.join(COMMANDS)}")
+        if self._commune_key is None:
+            raise CommandSendError("the desk is not started: no commune key")
+        try:
+            command = sign_command(
+                self._commune_key,
+                self.commune,
+                hub,
+                name,
+                args,
+                operator,
+                counter_store=self._counter,
+            )
+        except (TuquanError, OSError, ValueError) as exc:
+            raise CommandSendError(f"the command could not be signed: {exc}") from exc
+        self.hubs.record_command(command, alert_id)
+        try:
+            self.watch.publish(command)
+        except CommandSendError as exc:
+            self.audit.append(
+                operator,
+                "command_failed",
+                alert_id=alert_id,
+                hub=hub,
+                detail={"command": name, "id": command["id"], "error": str(exc)},
+            )
+            raise
+        self.audit.append(
+            operator,
+            "command_sent",
+            alert_id=alert_id,
+            hub=hub,
+            detail={"command": name, "id": command["id"], "args": dict(args)},
+        )
+        self._tell({"type": "command", "id": command["id"], "hub": hub, "alert_id": alert_id})
+        record = self.hubs.command(str(command["id"]))
+        assert record is not None
+        return record
+
+    # -- the desk's thread -----------------------------------------------------------------
+
+    def _main(self) -> None:
+        try:
+            self._keys_store = EventStore(self.db_path)
+        except Exception as exc:
+            log.error("desk: the store's hub keys cannot be read: %s", exc)
+        while not self._stopping.is_set():
+            self._wake.wait(TICK_S)
+            self._wake.clear()
+            try:
+                self._round()
+            except Exception:
+                # The store may be failing (a full disk): the next round tries again, and
+                # nothing was taken out of it that is not still there.
+                log.exception("desk round failed")
+                self._stopping.wait(1.0)
+        if self._keys_store is not None:
+            self._keys_store.close()
+
+    def _round(self) -> None:
+        self._refresh_keyring()
+        for report in self.watch.take():
+            self._take_report(report)
+        self._follow()
+        now = self.clock()
+        if now - self._last_supervision >= SUPERVISE_EVERY_S:
+            self._last_supervision = now
+            self._supervise(now)
+            self._follow()
+        version = self.db.data_version()
+        if version != self._data_version:
+            self._data_version = version
+            self._tell({"type": "changed"})
+
+    def _refresh_keyring(self) -> None:
+        if self._keys_store is None:
+            return
+        try:
+            self._keyring.refresh(self._keys_store)
+        except Exception as exc:  # the keys as last read stay in force
+            log.error("desk: enrolled hub keys could not be read: %s", exc)
+
+    def _follow(self) -> None:
+        for change in self.alerts.follow(on_event=self._sign_of_life):
+            self._tell({"type": "alert", "id": change.alert_id, "action": change.action})
+
+    # -- hub reports -----------------------------------------------------------------------
+
+    def _take_report(self, report: HubReport) -> None:
+        try:
+            if report.what == "status":
+                self._take_status(report)
+            elif report.what == "health":
+                self._take_health(report)
+            else:
+                self._take_result(report)
+        except (ValueError, TypeError, RecursionError) as exc:
+            self._bad(report, f"{type(exc).__name__}: {exc}")
+
+    def _bad(self, report: HubReport, why: str, counter: str = "bad_reports") -> None:
+        self.counts[counter] += 1
+        key = (report.hub, f"{report.what}:{why[:60]}")
+        if key not in self._logged and len(self._logged) < 10_000:
+            self._logged.add(key)
+            log.warning("dropped %s of hub %s: %s", report.what, report.hub[:64], why[:200])
+
+    def _take_status(self, report: HubReport) -> None:
+        text = report.payload.decode("ascii", "replace").strip()
+        if text not in ("online", "offline"):
+            self._bad(report, "status is neither online nor offline")
+            return
+        self.hubs.record_status(report.hub, text, report.received_at)
+        self._tell({"type": "hub", "hub": report.hub})
+
+    def _verified(self, report: HubReport, obj: Any, purpose: str) -> bool | None | str:
+        """True/None (not checked) to take ``obj``; a string says why it is refused."""
+        if not isinstance(obj, dict):
+            return f"JSON {type(obj).__name__}, not an object"
+        verdict = self._keyring.check(report.hub, obj, purpose)
+        if verdict.verified is False:
+            return f"unverified: {verdict.reason}"
+        return verdict.verified
+
+    def _take_health(self, report: HubReport) -> None:
+        obj = loads_untrusted(report.payload, max_bytes=MAX_HEALTH_BYTES)
+        verdict = self._verified(report, obj, "health")
+        if isinstance(verdict, str):
+            counter = "unverified_reports" if verdict.startswith("unverified") else "bad_reports"
+            self._bad(report, verdict, counter)
+            return
+        if obj.get("hub") not in (None, report.hub):
+            self._bad(report, "its hub is not the topic's hub")
+            return
+        self.hubs.record_health(report.hub, obj, verdict, report.received_at)
+        self._tell({"type": "hub", "hub": report.hub})
+
+    def _take_result(self, report: HubReport) -> None:
+        obj = loads_untrusted(report.payload, max_bytes=MAX_RESULT_BYTES)
+        verdict = self._verified(report, obj, "cmd_result")
+        if isinstance(verdict, str):
+            counter = "unverified_reports" if verdict.startswith("unverified") else "bad_reports"
+            self._bad(report, verdict, counter)
+            return
+        record = self.hubs.record_result(report.hub, obj, report.received_at)
+        if record is None:
+            return  # not a command of ours
+        self.audit.append(
+            SYSTEM,
+            "command_result",
+            alert_id=record.alert_id,
+            hub=report.hub,
+            detail={"command": record.name, "id": record.id, "ok": record.ok, "result": obj},
+        )
+        self._tell(
+            {"type": "command", "id": record.id, "hub": report.hub, "alert_id": record.alert_id}
+        )
+
+    # -- supervision -----------------------------------------------------------------------
+
+    def _supervise(self, now: float) -> None:
+        raised: dict[str, dict[str, str]] = {}
+        for row in self.db.read("SELECT hub, kind, event_id FROM hub_troubles"):
+            raised.setdefault(row["hub"], {})[row["kind"]] = row["event_id"]
+        for hub in self.hubs.all():
+            troubles = assess(
+                hub,
+                now,
+                self.config.supervision,
+                running_since=self._running_since,
+                signed=self._keyring.enabled,
+            )
+            had = raised.get(hub.hub, {})
+            for kind, trouble in troubles.items():
+                if kind not in had:
+                    self._report_trouble(hub.hub, trouble, NEW, now)
+            for kind in had:
+                if kind not in troubles:
+                    self._report_trouble(hub.hub, Trouble(kind, "back"), RESTORE, now)
+
+    def _report_trouble(self, hub: str, trouble: Trouble, qualifier: str, now: float) -> None:
+        """Store the receiver's own trouble (or restore) event for ``hub`` and what is raised,
+        in one transaction; the alert follows from the event like any other."""
+        at = utc_iso(now)
+        kind = KINDS[trouble.kind]
+        item = ReceivedEvent(
+            id=new_event_id(),
+            hub=hub,
+            commune=self.commune,
+            seq=0,
+            kind=trouble.kind,
+            priority=int(kind.priority),
+            zone=trouble.zone,
+            source="receiver",
+            ts=at,
+            clock_synced=True,
+            cid=kind.cid,
+            qualifier=qualifier,
+            data={"reason": trouble.reason},
+            received_at=at,
+            payload="",
+        )
+        payload = {
+            "id": item.id,
+            "hub": hub,
+            "seq": 0,
+            "kind": item.kind,
+            "priority": item.priority,
+            "zone": item.zone,
+            "source": item.source,
+            "ts": at,
+            "clock_synced": True,
+            "cid": item.cid,
+            "qualifier": qualifier,
+            "data": item.data,
+        }
+        text = json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+        with self.db.tx() as conn:
+            conn.execute(INSERT_SQL, event_row(replace(item, payload=text)))
+            if qualifier == NEW:
+                conn.execute(
+                    "INSERT OR REPLACE INTO hub_troubles VALUES (?, ?, ?, ?, ?)",
+                    (hub, trouble.kind, at, trouble.reason, item.id),
+                )
+            else:
+                conn.execute(
+                    "DELETE FROM hub_troubles WHERE hub = ? AND kind = ?", (hub, trouble.kind)
+                )
+        log.warning(
+            "hub %s: %s %s (%s)",
+            hub,
+            trouble.kind,
+            "raised" if qualifier == NEW else "restored",
+            trouble.reason,
+        )
+
+    def troubles(self) -> list[dict[str, Any]]:
+        """The receiver-side troubles raised now, by hub."""
+        return [dict(r) for r in self.db.read("SELECT * FROM hub_troubles ORDER BY hub, kind")]

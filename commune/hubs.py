@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -183,9 +184,12 @@ class HubBook:
                 ),
             )
 
-    def record_event(self, hub: str, kind: str, at: str) -> None:
-        """A hub's event was stored (received at ``at``)."""
-        with self.db.tx() as conn:
+    def record_event(
+        self, hub: str, kind: str, at: str, conn: sqlite3.Connection | None = None
+    ) -> None:
+        """A hub's event was stored (received at ``at``); inside ``conn``'s transaction when
+        given."""
+        with self.db.tx() if conn is None else nullcontext(conn) as conn:
             self._seen(conn, hub, at)
             conn.execute(
                 "UPDATE hubs SET last_event_at = ?, last_event_kind = ? "
@@ -270,6 +274,19 @@ class HubBook:
                 "SELECT * FROM commands WHERE hub = ? ORDER BY sent_at DESC LIMIT 50", (hub,)
             )
         return [_command(r) for r in rows]
+
+
+def sign_of_life(hubs: HubBook) -> Callable[[sqlite3.Connection, sqlite3.Row], None]:
+    """The ``on_event`` hook of ``AlertBook.follow`` that records each hub's newest event in
+    the same transaction (every console that follows the store passes it, so whichever follows
+    an event first records it). The receiver's own supervision events speak about a hub, not
+    for it, and do not count."""
+
+    def record(conn: sqlite3.Connection, event: sqlite3.Row) -> None:
+        if event["source"] != "receiver":
+            hubs.record_event(event["hub"], event["kind"], event["received_at"], conn=conn)
+
+    return record
 
 
 def _positive(value: Any) -> bool:

@@ -105,10 +105,20 @@ class HubKeyRecord:
     revoked_at: str | None
 
 
-_INSERT = (
+INSERT_SQL = (
+    # One event row (``event_row`` gives its values); a stored id is left as it was.
     f"INSERT OR IGNORE INTO {TABLE} ({', '.join(COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in COLUMNS)})"
 )
+
+
+def event_row(item: ReceivedEvent) -> list[Any]:
+    """The values of ``INSERT_SQL`` for one event."""
+    row = asdict(item)
+    row["clock_synced"] = int(item.clock_synced)
+    row["verified"] = None if item.verified is None else int(item.verified)
+    row["data"] = json.dumps(item.data, separators=(",", ":"), sort_keys=True)
+    return [row[c] for c in COLUMNS]
 
 
 class EventStore:
@@ -220,13 +230,16 @@ class EventStore:
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             for item in items:
-                cur = self._conn.execute(_INSERT, self._row_values(item))
+                cur = self._conn.execute(INSERT_SQL, self._row_values(item))
                 new.append(cur.rowcount == 1)
             self._conn.execute("COMMIT")
         except BaseException:
             self._rollback()
             raise
         return new
+
+    def _row_values(self, item: ReceivedEvent) -> list[Any]:
+        return event_row(item)
 
     def _rollback(self) -> None:
         """Roll back if a transaction is open. SQLite may already have rolled back by itself
@@ -344,14 +357,6 @@ class EventStore:
             item = self._to_dict(row)
             out.append((int(item.pop("_rowid")), item))
         return out
-
-    @staticmethod
-    def _row_values(item: ReceivedEvent) -> list[Any]:
-        row = asdict(item)
-        row["clock_synced"] = int(item.clock_synced)
-        row["verified"] = None if item.verified is None else int(item.verified)
-        row["data"] = json.dumps(item.data, separators=(",", ":"), sort_keys=True)
-        return [row[c] for c in COLUMNS]
 
     def count(self) -> int:
         return int(self._conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0])

@@ -104,9 +104,9 @@ class HubKeyring:
     def active_hubs(self) -> int:
         return sum(any(r.revoked_at is None for r in rs) for rs in self._keys.values())
 
-    def check(self, hub: str, obj: Mapping[str, Any]) -> Verdict:
-        """The verdict on event ``obj`` of ``hub`` (the topic's hub, which the payload's agrees
-        with)."""
+    def check(self, hub: str, obj: Mapping[str, Any], purpose: str = "event") -> Verdict:
+        """The verdict on ``obj`` of ``hub`` (the topic's hub, which the payload's agrees
+        with), signed for ``purpose`` ("event", or "health", "cmd_result")."""
         if not self.enabled:
             return NOT_CHECKED
         records = self._keys.get(hub)
@@ -129,6 +129,6 @@ class HubKeyring:
                 else f"signed with key {shown}, not enrolled for hub {hub}",
             )
         public = self._public.get((hub, kid))
-        if public is None or not verify("event", obj, public):
+        if public is None or not verify(purpose, obj, public):
             return Verdict(False, f"bad signature by key {kid} of hub {hub}")
         return Verdict(True)

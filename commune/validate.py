@@ -20,7 +20,7 @@ from typing import Any
 
 from commune.store import ReceivedEvent
 from core.errors import TuquanError
-from core.events import KINDS, NEW, RESTORE
+from core.events import KINDS, NEW, RECEIVER_KINDS, RESTORE
 from core.safe_json import loads_untrusted
 from core.topics import parse_hub_topic
 
@@ -80,6 +80,9 @@ def parse_event(
     kind = _text(obj, "kind", 40)
     if kind != topic_kind:
         raise InvalidEvent(f"payload kind {kind!r} is not the topic's kind {topic_kind!r}")
+    if kind in RECEIVER_KINDS:
+        # Only the receiver says a hub went dark: a hub (or a forger) cannot raise or restore it.
+        raise InvalidEvent(f"kind {kind!r} is the receiver's own supervision report")
     priority = _optional_int(obj, "priority", 0, MAX_PRIORITY)
     cid = _optional_int(obj, "cid", 0, MAX_CID)
     known = KINDS.get(kind)

@@ -59,11 +59,19 @@ KINDS: dict[str, Kind] = {
         Kind("storage_fault", 300, Priority.TROUBLE),  # system trouble: the outbox's disk
         Kind("uplink", 350, Priority.TROUBLE),  # communication trouble: the link was down
         Kind("input_fault", 380, Priority.TROUBLE),  # sensor trouble: a GPIO input failed
+        # Raised by the commune's receiver about a hub, never by a hub (``RECEIVER_KINDS``).
+        Kind("comm_trouble", 350, Priority.TROUBLE),  # the hub is offline or silent
+        Kind("alarm_backlog", 354, Priority.TROUBLE),  # failure to communicate: alarms stuck
+        Kind("clock_unsynced", 626, Priority.TROUBLE),  # time/date inaccurate
         Kind("person", 130, Priority.DETECTION),  # detection reported as a burglary-zone event
         Kind("test", 602, Priority.TELEMETRY),  # periodic test report
         Kind("telemetry", 602, Priority.TELEMETRY),
     )
 }
+
+RECEIVER_KINDS = frozenset({"comm_trouble", "alarm_backlog", "clock_unsynced"})
+"""What the receiver's supervision of hubs reports (``source = "receiver"``); a hub that sends
+one of these has its event refused at the receiver's edge."""
 
 NEW = "E"  # Contact ID qualifier 1: new event / opening
 RESTORE = "R"  # Contact ID qualifier 3: restore / closing

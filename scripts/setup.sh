@@ -7,6 +7,8 @@
 #     or damaged);
 #   - Mosquitto, the broker the tests and the demo start (apt-get, where it is missing);
 #   - with --clients, also mosquitto_sub/mosquitto_pub (package mosquitto-clients);
+#   - with --tests, also what only the tests use: Debian's chromium, which the console's
+#     browser tests drive through Playwright (a browser is never downloaded);
 #   - systemd-analyze (package systemd, where it is missing), which scores the unit files;
 #   - GStreamer's RTSP server for the system Python (apt-get, where missing): the camera tests
 #     serve a real RTSP camera on loopback with it (they are skipped without it);
@@ -23,10 +25,12 @@ PYTHON=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.tuquan-installed
 clients=0
+tests=0
 for arg in "$@"; do
     case $arg in
         --clients) clients=1 ;;
-        *) echo "usage: scripts/setup.sh [--clients]" >&2; exit 2 ;;
+        --tests) tests=1 ;;
+        *) echo "usage: scripts/setup.sh [--clients] [--tests]" >&2; exit 2 ;;
     esac
 done
 
@@ -103,6 +107,11 @@ if ! have mosquitto; then
 fi
 if [ "$clients" = 1 ] && ! have mosquitto_sub; then
     apt_install mosquitto-clients
+fi
+
+# -- Chromium (tests/test_console_browser.py drives it with Playwright) -------------------------
+if [ "$tests" = 1 ] && ! have chromium; then
+    apt_install chromium || say "chromium not installed: the console's browser tests will be skipped"
 fi
 
 # -- systemd-analyze (tests/test_systemd.py scores and verifies the unit files offline) --------

@@ -16,6 +16,7 @@ PACKAGES = (
     "sensors",
     "gateway",
     "commune",
+    "console",
     "hw_sim",
     "tuquan",
     "testkit",

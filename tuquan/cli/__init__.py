@@ -7,7 +7,8 @@
 - ``detect``: ``detect``, people in picture files;
 - ``model``: ``model list`` and ``model fetch``;
 - ``keys``: ``keys init|show|trust|revoke``, signing keys and enrolment;
-- ``broker``: ``broker-config`` (the commune broker's ACL and users) and ``doctor``.
+- ``broker``: ``broker-config`` (the commune broker's ACL and users) and ``doctor``;
+- ``watch``: ``watch``, the police console in a terminal, on the receiver's store.
 
 Each command is a function of the parsed arguments returning the exit status. Building the
 parser imports none of the hub, the simulator, the receiver or the detector: each command
@@ -26,6 +27,7 @@ from tuquan.cli.keys import add_keys
 from tuquan.cli.model import add_model
 from tuquan.cli.receive import add_receive
 from tuquan.cli.sim import add_sim
+from tuquan.cli.watch import add_watch
 
 
 def version() -> str:
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_run,
         add_sim,
         add_receive,
+        add_watch,
         add_command,
         add_check_config,
         add_detect,
