@@ -7,7 +7,8 @@
   expected and never heard raises a communication-trouble event (Contact ID 350) of the
   receiver's own, restored when it is back; so do alarms left undelivered and a clock left
   unsynchronised;
-- escalates alerts nobody acknowledges and sends the notifications (``commune.notify``);
+- escalates alerts nobody acknowledges (``commune.notify.escalation``, once a second) and sends
+  the notifications from their durable queue (``commune.notify.sender``, a thread of its own);
 - sends operators' commands, signed by the commune for the operator.
 
 Listeners (``listen``) are told of every change, on the desk's thread: ``{"type": "alert",
@@ -33,6 +34,9 @@ from commune.config import ReceiverConfig
 from commune.db import Db
 from commune.hub_watch import HubReport, HubWatch
 from commune.hubs import CommandRecord, ExpectedHub, HubBook, sign_of_life
+from commune.notify.escalation import Escalator
+from commune.notify.queue import NotificationQueue
+from commune.notify.sender import NotificationSender
 from commune.receiver import DB_FILENAME
 from commune.store import INSERT_SQL, EventStore, ReceivedEvent, event_row
 from commune.supervision import Trouble, assess
@@ -109,6 +113,15 @@ class Desk:
         self._sign_of_life = sign_of_life(self.hubs)
         self.watch = HubWatch(broker, self.commune)
         self.watch.on_report = self.wake
+        self.notifications = NotificationQueue(self.db, self.audit)
+        self.escalator = Escalator(
+            self.alerts,
+            self.notifications,
+            config.escalation,
+            self.hubs,
+            language=config.console.language,
+        )
+        self.sender = NotificationSender(self.db, self.audit, config.notify)
         self.counts = {"bad_reports": 0, "unverified_reports": 0, "listener_errors": 0}
         self._keyring = HubKeyring()
         self._keys_store: EventStore | None = None
@@ -133,6 +146,7 @@ class Desk:
             raise DeskError(f"cannot load the commune's signing key: {exc}") from exc
         self._running_since = self.clock()
         self.watch.start()
+        self.sender.start()
         self._thread = threading.Thread(target=self._main, name="desk", daemon=True)
         self._thread.start()
 
@@ -141,6 +155,7 @@ class Desk:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self.sender.stop(timeout)
         self.watch.stop()
 
     def wake(self) -> None:
@@ -175,6 +190,7 @@ class Desk:
         """Acknowledge (stops the alert's escalation ladder); raises AlertError."""
         alert = self.alerts.acknowledge(alert_id, user)
         self._tell({"type": "alert", "id": alert_id, "action": "acknowledged"})
+        self.wake()  # the follow-ups to who was told go now
         return alert
 
     def close(self, alert_id: int, user: str, outcome: str, note: str = "") -> Alert:
@@ -263,6 +279,9 @@ class Desk:
             self._last_supervision = now
             self._supervise(now)
             self._follow()
+            # Also the follow-ups: who was told hears that an alert was acknowledged.
+            if self.escalator.tick(now):
+                self.sender.wake()
         version = self.db.data_version()
         if version != self._data_version:
             self._data_version = version

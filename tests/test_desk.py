@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from notify_kit import ENV, WEBHOOK_SECRET, Endpoint, webhook
 
 from commune.alerts import ACKNOWLEDGED, CLOSED, NEW, RESTORED
 from commune.config import ReceiverConfig, parse_receiver_config
 from commune.desk import Desk
+from commune.notify.webhook import verify_signature
 from commune.station import Station
 from commune.store import EventStore
 from commune.trust import load_commune_key
@@ -230,3 +232,43 @@ def test_an_unknown_command_is_refused_before_it_is_signed(
         desk.send_command(HUB, "open-the-gate", {}, "officer-7")
     assert counter.last() == before
     assert all(r.action != "command_sent" for r in desk.audit.recent())
+
+
+def test_an_alarm_nobody_acknowledges_climbs_the_ladder_and_the_acknowledgement_is_told(
+    station_factory: Callable[..., Station], mosquitto: Broker, tmp_path: Path
+) -> None:
+    """The whole ladder in the running station: the first step's webhook gets the signed
+    escalation; an operator's acknowledgement stops the ladder and tells who was told."""
+    with Endpoint() as endpoint:
+        config = parse_receiver_config(
+            {
+                "receiver": {"commune": COMMUNE},
+                "escalation": {
+                    "steps": [
+                        {"name": "to-truong", "after_s": 1, "notify": ["duty"]},
+                        {"name": "truong-cong-an", "after_s": 3600, "notify": ["duty"]},
+                    ]
+                },
+                "notify": {"duty": webhook(endpoint.url)},
+            },
+            base_dir=tmp_path,
+            env=ENV,
+        )
+        desk = station_factory(config).desk
+        with sim_hub(mosquitto, tmp_path / "hub", camera=False, sensor_bus=False) as hub:
+            press_and_release(hub)
+            wait_until(lambda: alerts_of(desk, "panic"), what="the panic alert")
+            first = endpoint.requests.at(0)
+            body = first.json()
+            assert body["type"] == "alert.escalated" and body["step"]["name"] == "to-truong"
+            assert body["alert"]["kind"] == "panic" and body["alert"]["hub"] == HUB
+            assert verify_signature(
+                WEBHOOK_SECRET,
+                first.headers["x-tuquan-timestamp"],
+                first.body,
+                first.headers["x-tuquan-signature"],
+            )
+            desk.acknowledge(body["alert"]["id"], "officer-7")
+            told = endpoint.requests.at(1)
+            assert told.json()["type"] == "alert.acknowledged"
+            assert "officer-7" in told.json()["text"]

@@ -101,7 +101,7 @@ BAD = {
         RECEIVER + b'[broker]\nhots = "localhost"\n', "broker.hots", "did you mean 'host'?"
     ),
     "a hub's table in a receiver's file": Bad(
-        RECEIVER + b'[hub]\nid = "gate-1"\n', "hub", "unknown key 'hub'; allowed: receiver, broker"
+        RECEIVER + b'[hub]\nid = "gate-1"\n', "hub", "unknown key 'hub'; did you mean 'hubs'?"
     ),
     "a commune with capitals and a dot": Bad(
         b'[receiver]\ncommune = "Phuong.1"\n',
