@@ -7,7 +7,8 @@
 - ``detect``: ``detect``, people in picture files;
 - ``model``: ``model list`` and ``model fetch``;
 - ``keys``: ``keys init|show|trust|revoke``, signing keys and enrolment;
-- ``broker``: ``broker-config`` (the commune broker's ACL and users) and ``doctor``.
+- ``broker``: ``broker-config`` (the commune broker's ACL and users) and ``doctor``;
+- ``console``: ``console``, the police console, and its ``user`` and ``token`` accounts.
 
 Each command is a function of the parsed arguments returning the exit status. Building the
 parser imports none of the hub, the simulator, the receiver or the detector: each command
@@ -20,6 +21,7 @@ import argparse
 
 from tuquan.cli.broker import add_broker_config, add_doctor
 from tuquan.cli.command import add_command
+from tuquan.cli.console import add_console
 from tuquan.cli.detect import add_detect
 from tuquan.cli.hub import add_check_config, add_run
 from tuquan.cli.keys import add_keys
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_run,
         add_sim,
         add_receive,
+        add_console,
         add_command,
         add_check_config,
         add_detect,

@@ -1,0 +1,98 @@
+"""``tuquan console``: the receiver, the duty desk and the web console in one process.
+
+- the receiver (``commune.receiver.Receiver``) stores the hubs' events and snapshots in
+  ``<data_dir>/receiver.sqlite3`` and ``<data_dir>/snapshots`` and sends the receipts, as
+  ``tuquan receive`` does;
+- the desk (``commune.desk.Desk``) follows the stored events into alerts, watches the hubs,
+  escalates, and sends operators' commands;
+- the web app (``console.app``) serves the pages and ``/api/v1`` with uvicorn.
+
+It runs until SIGTERM/SIGINT (uvicorn's own handlers, when on the main thread) or until
+``stop`` is set, then stops the web server, the desk and the receiver, in that order.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import uvicorn
+
+from commune.config import ReceiverConfig
+from commune.desk import Desk
+from commune.receiver import DB_FILENAME, Receiver
+from console.app import create_app
+from gateway.broker import BrokerSettings, settings_tls_context
+
+log = logging.getLogger(__name__)
+
+
+def url_of(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+def make_server(app: object, host: str, port: int) -> uvicorn.Server:
+    """A uvicorn server for ``app`` that ``should_exit`` stops; its logging is ours."""
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+    return uvicorn.Server(config)
+
+
+def run_console(
+    config: ReceiverConfig,
+    data_dir: Path,
+    listen: tuple[str, int],
+    broker: BrokerSettings,
+    stop: threading.Event | None = None,
+) -> int:
+    """Run the receiver, the desk and the console until stopped; the exit status (0).
+    Raises ReceiverError when the event store cannot be opened."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    receiver = Receiver(
+        broker.host,
+        broker.port,
+        config.receiver.commune,
+        data_dir / DB_FILENAME,
+        client_id=broker.client_id,
+        username=broker.username,
+        password=broker.password,
+        tls=settings_tls_context(broker),
+        share_group=config.receiver.share_group,
+        keepalive=broker.keepalive_s,
+    )
+    receiver.start()
+    desk: Desk | None = None
+    try:
+        desk = Desk(data_dir, config, broker)  # type: ignore[call-arg]
+        desk.start()
+        server = make_server(create_app(desk, config, data_dir), *listen)
+        watcher = None
+        if stop is not None:
+            watcher = threading.Thread(
+                target=_stop_when_set, args=(stop, server), name="console-stop", daemon=True
+            )
+            watcher.start()
+        log.info("console: %s (receiver and desk of commune %s, data in %s)",
+                 url_of(*listen), config.receiver.commune, data_dir)  # fmt: skip
+        server.run()
+    finally:
+        if desk is not None:
+            desk.stop()
+        receiver.stop()
+    return 0
+
+
+def _stop_when_set(stop: threading.Event, server: uvicorn.Server) -> None:
+    stop.wait()
+    server.should_exit = True
