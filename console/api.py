@@ -11,10 +11,10 @@ parameters are bounded (``limit`` at most 1000, times ISO-8601, hub ids as in th
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from pydantic import AfterValidator
 from starlette.exceptions import HTTPException
 
 from commune.alerts import AlertError
@@ -38,7 +38,14 @@ from console.api_models import (
 )
 from console.auth import Principal, bearer_scheme, operator, viewer
 from console.hub_view import hub_view
-from console.params import HUB_PATTERN, KIND_PATTERN, MAX_OFFSET, MAX_ZONE_CHARS, store_time
+from console.params import (
+    HUB_PATTERN,
+    KIND_PATTERN,
+    MAX_OFFSET,
+    MAX_RFC3339_CHARS,
+    MAX_ZONE_CHARS,
+    rfc3339,
+)
 from console.queries import EventFilter, events, open_by_hub, queue
 from console.web import console_of
 
@@ -57,22 +64,28 @@ HubFilter = Annotated[str | None, Query(pattern=HUB_PATTERN)]
 KindFilter = Annotated[str | None, Query(pattern=KIND_PATTERN)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
-Time = Annotated[datetime | None, Query(description="ISO-8601; UTC when it names no offset")]
+Time = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_RFC3339_CHARS,
+        description="an RFC 3339 date-time (with its offset), e.g. 2026-03-01T08:00:00+07:00",
+        json_schema_extra={"format": "date-time"},
+    ),
+    AfterValidator(lambda v: None if v is None else rfc3339(v)),
+]
 OptionalAlertId = Annotated[
     int | None, Query(ge=1, le=2**62, description="the alert this command is for")
 ]
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorOut} for code in (401, 403, *codes)}
+    """The error answers an operation documents besides 422 (FastAPI's own): 400 (a body
+    that is not JSON), 401, 403, and ``codes``."""
+    return {code: {"model": ErrorOut} for code in (400, 401, 403, *codes)}
 
 
 def _desk(request: Request) -> Desk:
     return console_of(request).desk
-
-
-def _time(value: datetime | None) -> str | None:
-    return store_time(value) if value is not None else None
 
 
 @router.get("/alerts", responses=_errors())
@@ -102,8 +115,8 @@ def list_alerts(
             hub=hub,
             kind=kind,
             zone=zone,
-            since=_time(since),
-            until=_time(until),
+            since=since,
+            until=until,
             outcome=outcome,
             state=state,
             limit=limit,
@@ -130,7 +143,7 @@ def get_alert(request: Request, alert_id: AlertId, who: Viewer) -> AlertDetail:
     )
 
 
-@router.post("/alerts/{alert_id}/ack", responses=_errors(404, 409))
+@router.post("/alerts/{alert_id}/ack", responses=_errors(404, 409, 413))
 def acknowledge_alert(request: Request, alert_id: AlertId, who: Operator) -> AlertOut:
     """Acknowledge (stops the escalation); again on an acknowledged alert changes nothing."""
     desk = _desk(request)
@@ -142,7 +155,7 @@ def acknowledge_alert(request: Request, alert_id: AlertId, who: Operator) -> Ale
         raise HTTPException(409, str(exc)) from None
 
 
-@router.post("/alerts/{alert_id}/close", responses=_errors(404, 409))
+@router.post("/alerts/{alert_id}/close", responses=_errors(404, 409, 413))
 def close_alert(request: Request, alert_id: AlertId, body: CloseIn, who: Operator) -> AlertOut:
     """Close with an outcome and a note (also acknowledges a new alert)."""
     desk = _desk(request)
@@ -177,7 +190,7 @@ def list_events(
     them (``until`` exclusive)."""
     found = events(
         _desk(request).db,
-        EventFilter(hub=hub, kind=kind, since=_time(since), until=_time(until), limit=limit),
+        EventFilter(hub=hub, kind=kind, since=since, until=until, limit=limit),
     )
     return EventList(events=[EventOut(**e) for e in found])
 
@@ -207,7 +220,7 @@ def _send(
     return CommandOut(**record.to_dict())
 
 
-_COMMAND_ERRORS = _errors(404, 409, 502)
+_COMMAND_ERRORS = _errors(404, 409, 413, 502)
 
 
 @router.post("/hubs/{hub}/commands/silence", responses=_COMMAND_ERRORS)

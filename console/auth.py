@@ -110,8 +110,9 @@ def require(role: str) -> Any:
                 raise HTTPException(401, "log in or send an API token (Authorization: Bearer)")
             raise LoginRequired()
         if not role_allows(principal.role, role):
-            raise HTTPException(403, f"this needs the {role} role; {principal.name} is a "
-                                f"{principal.role}")  # fmt: skip
+            raise HTTPException(
+                403, f"this needs the {role} role; {principal.name} is a {principal.role}"
+            )
         return principal
 
     return dependency

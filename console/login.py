@@ -85,7 +85,11 @@ async def attempt_login(
     )
     if locked_until is not None:
         audit.append(actor, "account_locked", detail={"until": locked_until, "failures": failures})
-        log.warning("console account %s locked until %s after %d wrong passwords",
-                    actor, locked_until, failures)  # fmt: skip
+        log.warning(
+            "console account %s locked until %s after %d wrong passwords",
+            actor,
+            locked_until,
+            failures,
+        )
     await sleep(delay)
     return LoginResult(LOCKED if locked_until is not None else WRONG)

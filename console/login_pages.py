@@ -28,9 +28,13 @@ Next = Annotated[str, Query(max_length=2000)]
 
 
 def _login_page(
-    request: Request, next_path: str, *, error: str | None = None, username: str = "",
+    request: Request,
+    next_path: str,
+    *,
+    error: str | None = None,
+    username: str = "",
     status_code: int = 200,
-) -> Response:  # fmt: skip
+) -> Response:
     token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
     response = render(
         request,
@@ -39,9 +43,14 @@ def _login_page(
         status_code,
     )
     response.set_cookie(
-        LOGIN_COOKIE, token, max_age=LOGIN_CSRF_MAX_AGE_S, path=LOGIN_PATH,
-        secure=True, httponly=True, samesite="strict",
-    )  # fmt: skip
+        LOGIN_COOKIE,
+        token,
+        max_age=LOGIN_CSRF_MAX_AGE_S,
+        path=LOGIN_PATH,
+        secure=True,
+        httponly=True,
+        samesite="strict",
+    )
     return response
 
 
@@ -69,16 +78,20 @@ async def login(
         problem = "locked" if result.outcome == LOCKED else "login"
         error = translate(request, PROBLEMS[problem])
         status = 429 if result.outcome == LOCKED else 401
-        return _login_page(request, target, error=error, username=username[:64],
-                           status_code=status)  # fmt: skip
+        return _login_page(request, target, error=error, username=username[:64], status_code=status)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
-        SESSION_COOKIE, result.token, max_age=int(float(console.config.console.session_hours)
-                                                  * 3600),
-        path="/", secure=True, httponly=True, samesite="strict",
-    )  # fmt: skip
-    response.delete_cookie(LOGIN_COOKIE, path=LOGIN_PATH, secure=True, httponly=True,
-                           samesite="strict")  # fmt: skip
+        SESSION_COOKIE,
+        result.token,
+        max_age=int(float(console.config.console.session_hours) * 3600),
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="strict",
+    )
+    response.delete_cookie(
+        LOGIN_COOKIE, path=LOGIN_PATH, secure=True, httponly=True, samesite="strict"
+    )
     return response
 
 
@@ -95,8 +108,7 @@ def logout(request: Request) -> Response:
         console.accounts.close_session(principal.session_hash)
         console.desk.audit.append(principal.name, "logout")
     response = RedirectResponse(LOGIN_PATH, status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True,
-                           samesite="strict")  # fmt: skip
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
     return response
 
 
@@ -105,6 +117,13 @@ def switch_language(request: Request, lang: str, next: Next = "/") -> Response:
     if lang not in LANGUAGES:
         raise HTTPException(404, f"no language {lang!r}: {', '.join(LANGUAGES)}")
     response = RedirectResponse(local_path(next), status_code=303)
-    response.set_cookie(LANG_COOKIE, lang, max_age=LANG_MAX_AGE_S, path="/", secure=True,
-                        httponly=True, samesite="lax")  # fmt: skip
+    response.set_cookie(
+        LANG_COOKIE,
+        lang,
+        max_age=LANG_MAX_AGE_S,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="lax",
+    )
     return response

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from commune.alerts import OUTCOMES, RESTORED, STATES
 from core.errors import TuquanError
@@ -64,6 +64,38 @@ def parse_time(field: str, value: str, *, end_of_day: bool = False) -> str:
         raise BadParameter(
             field, f"{value[:MAX_TIME_CHARS]!r} is not an ISO-8601 date or date-time"
         ) from None
+
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+)
+MAX_RFC3339_CHARS = 64
+
+
+def rfc3339(value: str) -> str:
+    """An RFC 3339 date-time (what OpenAPI's ``format: date-time`` means: the offset is
+    required) in the store's form; ValueError if it is not one."""
+    found = _RFC3339.fullmatch(value)
+    if found is None:
+        raise ValueError("expected an RFC 3339 date-time such as 2026-03-01T08:00:00Z")
+    year, month, day, hour, minute, second = (int(g) for g in found.groups()[:6])
+    fraction = (found.group(7) or "")[:6].ljust(6, "0")
+    offset = timedelta(0)
+    if found.group(9):
+        hours, minutes = int(found.group(10)), int(found.group(11))
+        if hours > 23 or minutes > 59:
+            raise ValueError("the offset is not a time zone offset")
+        offset = timedelta(hours=hours, minutes=minutes)
+        if found.group(9) == "-":
+            offset = -offset
+    try:
+        at = datetime(
+            year, month, day, hour, minute, second, int(fraction), tzinfo=timezone(offset)
+        )
+    except ValueError as exc:
+        raise ValueError(f"not a date-time: {exc}") from None
+    return store_time(at)
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
 from commune.config import ReceiverConfig
 from commune.desk import Desk
@@ -49,15 +51,24 @@ def make_server(app: object, host: str, port: int) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
+DeskFactory = Callable[[Path, ReceiverConfig, BrokerSettings], Desk]
+
+
 def run_console(
     config: ReceiverConfig,
     data_dir: Path,
     listen: tuple[str, int],
     broker: BrokerSettings,
     stop: threading.Event | None = None,
+    *,
+    desk_factory: DeskFactory | None = None,
+    on_server: Callable[[uvicorn.Server], None] | None = None,
 ) -> int:
     """Run the receiver, the desk and the console until stopped; the exit status (0).
-    Raises ReceiverError when the event store cannot be opened."""
+    Raises ReceiverError when the event store cannot be opened.
+
+    ``desk_factory`` makes the desk (``Desk(data_dir, config, broker)`` by default);
+    ``on_server`` is given the web server before it runs (to wait on ``server.started``)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     receiver = Receiver(
         broker.host,
@@ -74,17 +85,23 @@ def run_console(
     receiver.start()
     desk: Desk | None = None
     try:
-        desk = Desk(data_dir, config, broker)  # type: ignore[call-arg]
+        make_desk: DeskFactory = desk_factory or Desk  # type: ignore[assignment]
+        desk = make_desk(data_dir, config, broker)
         desk.start()
-        server = make_server(create_app(desk, config, data_dir), *listen)
-        watcher = None
+        app = create_app(desk, config, data_dir)
+        server = make_server(app, *listen)
+        if on_server is not None:
+            on_server(server)
         if stop is not None:
-            watcher = threading.Thread(
-                target=_stop_when_set, args=(stop, server), name="console-stop", daemon=True
-            )
-            watcher.start()
-        log.info("console: %s (receiver and desk of commune %s, data in %s)",
-                 url_of(*listen), config.receiver.commune, data_dir)  # fmt: skip
+            threading.Thread(
+                target=_stop_when_set, args=(stop, server, app), name="console-stop", daemon=True
+            ).start()
+        log.info(
+            "console: %s (receiver and desk of commune %s, data in %s)",
+            url_of(*listen),
+            config.receiver.commune,
+            data_dir,
+        )
         server.run()
     finally:
         if desk is not None:
@@ -93,6 +110,13 @@ def run_console(
     return 0
 
 
-def _stop_when_set(stop: threading.Event, server: uvicorn.Server) -> None:
-    stop.wait()
+def stop_server(server: uvicorn.Server, app: FastAPI) -> None:
+    """Stop the web server from any thread: the live streams end first, so that it need not
+    wait for every browser to hang up."""
+    app.state.console.notices.end_streams()
     server.should_exit = True
+
+
+def _stop_when_set(stop: threading.Event, server: uvicorn.Server, app: FastAPI) -> None:
+    stop.wait()
+    stop_server(server, app)

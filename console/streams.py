@@ -13,6 +13,7 @@ change, and a comment every ``PING_S`` so proxies keep the connection open.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 100
 PING_S = 15
+END: dict[str, Any] = {"type": "end"}  # put in a client's queue: its stream ends
 
 
 class Notices:
@@ -33,6 +35,7 @@ class Notices:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: set[asyncio.Queue[dict[str, Any]]] = set()
         self._unlisten: Callable[[], None] | None = None
+        self._ending = False
 
     def attach(
         self, listen: Callable[[Callable[[dict[str, Any]], None]], Callable[[], None]]
@@ -70,15 +73,33 @@ class Notices:
     def publish(self, payload: dict[str, Any]) -> None:
         """On the event loop: one notice to every client."""
         for client in list(self._clients):
-            if client.full():
+            if client.qsize() >= QUEUE_SIZE:
                 while not client.empty():
                     client.get_nowait()
                 client.put_nowait({"type": "changed", "alarms": payload.get("alarms", -1)})
             else:
                 client.put_nowait(payload)
 
+    def end_streams(self) -> None:
+        """End every open stream (any thread): the web server is stopping, and would
+        otherwise wait for each browser to hang up. A browser reconnects by itself."""
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has closed already
+            loop.call_soon_threadsafe(self._end_all)
+
+    def _end_all(self) -> None:
+        self._ending = True
+        for client in list(self._clients):
+            while not client.empty():
+                client.get_nowait()
+            client.put_nowait(END)
+
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
-        client: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
+        client: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE + 1)
+        if self._ending:
+            client.put_nowait(END)
         self._clients.add(client)
         return client
 
@@ -96,6 +117,8 @@ class Notices:
             yield {"event": "hello", "data": json.dumps({"alarms": self.alarms()})}
             while True:
                 payload = await client.get()
+                if payload is END:
+                    return
                 yield {"event": "notice", "data": json.dumps(payload, default=str)}
         finally:
             self.unsubscribe(client)

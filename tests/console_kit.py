@@ -33,7 +33,7 @@ from commune.receiver import DB_FILENAME
 from commune.store import EventStore, ReceivedEvent
 from console.accounts import Accounts
 from console.app import create_app
-from console.run import make_server
+from console.run import make_server, stop_server
 from core.events import KINDS, RESTORE, Event, utc_now_iso
 from testkit.broker import free_port
 from testkit.waiting import wait_until
@@ -48,11 +48,16 @@ def console_config(tmp_path: Path, **console: Any) -> ReceiverConfig:
     data = {
         "receiver": {"commune": COMMUNE},
         "hubs": [
-            {"id": "cho-1", "name": "Chợ An Đông", "place": "34 An Dương Vương",
-             "latitude": 10.757, "longitude": 106.673, "contact": "Tổ trưởng A"},
-            {"id": "truong-2", "name": "Trường tiểu học", "latitude": 10.761,
-             "longitude": 106.679},
-        ],  # fmt: skip
+            {
+                "id": "cho-1",
+                "name": "Chợ An Đông",
+                "place": "34 An Dương Vương",
+                "latitude": 10.757,
+                "longitude": 106.673,
+                "contact": "Tổ trưởng A",
+            },
+            {"id": "truong-2", "name": "Trường tiểu học", "latitude": 10.761, "longitude": 106.679},
+        ],
         "console": console,
     }
     return parse_receiver_config(data, base_dir=tmp_path, env={})
@@ -132,8 +137,13 @@ class LocalDesk(Desk):
             {"id": command_id, "hub": hub, "name": name, "args": dict(args), "operator": operator},
             alert_id,
         )
-        self.audit.append(operator, "command", alert_id=alert_id, hub=hub,
-                          detail={"command": name, "id": command_id})  # fmt: skip
+        self.audit.append(
+            operator,
+            "command",
+            alert_id=alert_id,
+            hub=hub,
+            detail={"command": name, "id": command_id},
+        )
         record = self.hubs.command(command_id)
         assert record is not None
         self.commands_sent.append(record)
@@ -162,8 +172,13 @@ class LocalDesk(Desk):
         with self._lock:
             self._seq += 1
             seq = self._seq
-        event = Event(kind=kind, zone=zone, source=zone, qualifier=RESTORE if restore else "E",
-                      data=data or {})  # fmt: skip
+        event = Event(
+            kind=kind,
+            zone=zone,
+            source=zone,
+            qualifier=RESTORE if restore else "E",
+            data=data or {},
+        )
         received = ReceivedEvent.from_event(
             replace(event, seq=seq),
             hub=hub,
@@ -182,8 +197,9 @@ class LocalDesk(Desk):
             self.notify({"type": "alert", "id": change.alert_id, "action": change.action})
         return [c.alert_id for c in changes]
 
-    def raise_alert(self, hub: str = "cho-1", kind: str = "panic", zone: str = "panic-1",
-                    **kw: Any) -> Alert:  # fmt: skip
+    def raise_alert(
+        self, hub: str = "cho-1", kind: str = "panic", zone: str = "panic-1", **kw: Any
+    ) -> Alert:
         assert kind in KINDS
         self.store(hub, kind, zone, **kw)
         ids = self.follow()
@@ -210,7 +226,7 @@ class LiveConsole:
         return self
 
     def stop(self) -> None:
-        self.server.should_exit = True
+        stop_server(self.server, self.app)
         self.thread.join(30)
 
     def client(self) -> Browser:
@@ -271,9 +287,7 @@ def location_path(response: httpx.Response) -> str:
 
 
 @contextmanager
-def live_console(
-    tmp_path: Path, **console: Any
-) -> Iterator[tuple[LiveConsole, LocalDesk]]:
+def live_console(tmp_path: Path, **console: Any) -> Iterator[tuple[LiveConsole, LocalDesk]]:
     config = console_config(tmp_path, **console)
     desk = LocalDesk(tmp_path / "data", config)
     live = LiveConsole(desk, config, tmp_path / "data").start()

@@ -84,8 +84,10 @@ def test_the_store_keeps_only_a_hash_of_the_session_token(
     token = browser.cookies["tuquan_session"]
     rows = desk.db.read("SELECT token_hash FROM console_sessions")
     assert len(rows) == 1 and token not in rows[0][0]
-    assert desk.db.read_one("SELECT count(*) FROM console_sessions WHERE token_hash = ?",
-                            (token,))[0] == 0  # fmt: skip
+    assert (
+        desk.db.read_one("SELECT count(*) FROM console_sessions WHERE token_hash = ?", (token,))[0]
+        == 0
+    )
 
 
 def test_wrong_passwords_slow_down_then_lock_the_account_each_audited(
@@ -135,8 +137,11 @@ def test_an_unknown_user_is_refused_like_a_wrong_password_and_audited(
     response = browser.login("nobody", "whatever")
     assert response.status_code == 401
     record = desk.audit.recent(1)[0]
-    assert (record.actor, record.action, record.detail["known"]) == ("nobody", "login_failed",
-                                                                      False)  # fmt: skip
+    assert (record.actor, record.action, record.detail["known"]) == (
+        "nobody",
+        "login_failed",
+        False,
+    )
 
 
 def test_a_success_resets_the_count_of_wrong_passwords(
@@ -154,9 +159,13 @@ def test_login_after_redirects_only_within_the_site(browser: Browser) -> None:
     token = browser.csrf("/login")
     response = browser.post(
         "/login",
-        data={"username": "op1", "password": PASSWORD, "csrf_token": token,
-              "next": "//evil.example/steal"},
-    )  # fmt: skip
+        data={
+            "username": "op1",
+            "password": PASSWORD,
+            "csrf_token": token,
+            "next": "//evil.example/steal",
+        },
+    )
     assert response.status_code == 303
     assert response.headers["location"] == "/"
 

@@ -85,7 +85,11 @@ def test_the_alert_page_shows_events_pictures_audit_and_the_commands_result(
     assert sent.status_code == 303 and sent.headers["location"].endswith("?done=sent")
     (record,) = desk.commands_sent
     assert (record.hub, record.name, record.operator, record.alert_id) == (
-        "cho-1", "silence", "op1", alert_id)  # fmt: skip
+        "cho-1",
+        "silence",
+        "op1",
+        alert_id,
+    )
     waiting = operator.get(sent.headers["location"], headers={"accept-language": "en"}).text
     assert 'id="message"' in waiting and "waiting for the hub" in waiting
 
@@ -96,11 +100,14 @@ def test_the_alert_page_shows_events_pictures_audit_and_the_commands_result(
     assert 'data-ok="true"' in row.group(0) and "siren" in row.group(0)
     assert "command" in rows(done, "audit-record", "data-action")
 
-    operator.post(f"/alerts/{alert_id}/commands/snapshot",
-                  data={"csrf_token": token, "event_id": person.id})  # fmt: skip
+    operator.post(
+        f"/alerts/{alert_id}/commands/snapshot", data={"csrf_token": token, "event_id": person.id}
+    )
     operator.post(f"/alerts/{alert_id}/commands/ping", data={"csrf_token": token})
     assert [(c.name, c.args) for c in desk.commands_sent[1:]] == [
-        ("snapshot", {"id": person.id}), ("ping", {})]  # fmt: skip
+        ("snapshot", {"id": person.id}),
+        ("ping", {}),
+    ]
 
 
 def test_an_alert_without_a_picture_says_so(
@@ -120,8 +127,11 @@ def test_a_command_the_desk_cannot_send_shows_why(
     alert = desk.raise_alert()
     desk.refuse_commands = True
     token = operator.csrf("/")
-    response = operator.post(f"/alerts/{alert.id}/commands/silence", data={"csrf_token": token},
-                             headers={"accept-language": "en"})  # fmt: skip
+    response = operator.post(
+        f"/alerts/{alert.id}/commands/silence",
+        data={"csrf_token": token},
+        headers={"accept-language": "en"},
+    )
     assert response.status_code == 502
     assert "could not be sent" in response.text and "no connection" in response.text
 
@@ -132,11 +142,12 @@ def test_closing_from_the_page_with_an_outcome_and_a_note(
     live, desk = console
     alert = desk.raise_alert()
     token = operator.csrf("/")
-    bad = operator.post(f"/alerts/{alert.id}/close",
-                        data={"csrf_token": token, "outcome": "maybe"})  # fmt: skip
+    bad = operator.post(f"/alerts/{alert.id}/close", data={"csrf_token": token, "outcome": "maybe"})
     assert bad.status_code == 400
-    long_note = operator.post(f"/alerts/{alert.id}/close",
-                              data={"csrf_token": token, "outcome": "real", "note": "x" * 2001})
+    long_note = operator.post(
+        f"/alerts/{alert.id}/close",
+        data={"csrf_token": token, "outcome": "real", "note": "x" * 2001},
+    )
     assert long_note.status_code == 400
     done = operator.post(
         f"/alerts/{alert.id}/close",
@@ -146,9 +157,14 @@ def test_closing_from_the_page_with_an_outcome_and_a_note(
     closed = desk.alerts.get(alert.id)
     assert closed is not None
     assert (closed.state, closed.outcome, closed.note, closed.closed_by) == (
-        "closed", "false_alarm", "trẻ con bấm nhầm", "op1")  # fmt: skip
-    again = operator.post(f"/alerts/{alert.id}/close",
-                          data={"csrf_token": token, "outcome": "real"})  # fmt: skip
+        "closed",
+        "false_alarm",
+        "trẻ con bấm nhầm",
+        "op1",
+    )
+    again = operator.post(
+        f"/alerts/{alert.id}/close", data={"csrf_token": token, "outcome": "real"}
+    )
     assert again.status_code == 409
     assert operator.get("/alerts/999999").status_code == 404
     assert operator.get("/alerts/abc").status_code == 400
@@ -202,10 +218,11 @@ def test_the_hubs_board_and_map(console: tuple[LiveConsole, LocalDesk], operator
             "outbox": {"pending": 3, "undelivered_alarm": 1},
             "inputs": {"panic-1": True, "tamper-1": False, "door-1": "fault"},
             "cameras": {"cam-1": {"state": "running"}},
-            "buses": {"bus0": {"nodes": {"smoke-1": {"battery_mv": 2950},
-                                         "fob-1": {"battery_mv": 2710}}},
-                      "bus1": {"nodes": {"fob-2": {"battery_mv": "lots"}}}},
-        },  # fmt: skip
+            "buses": {
+                "bus0": {"nodes": {"smoke-1": {"battery_mv": 2950}, "fob-1": {"battery_mv": 2710}}},
+                "bus1": {"nodes": {"fob-2": {"battery_mv": "lots"}}},
+            },
+        },
         verified=True,
     )
     desk.hubs.record_status("truong-2", "online")
@@ -327,6 +344,8 @@ class Stream:
     def __init__(self, url: str, cookie: str) -> None:
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.status = 0
+        self.error: Exception | None = None
+        self.ended = threading.Event()
         self._stop = threading.Event()
         self._client = httpx.Client(timeout=httpx.Timeout(30, read=None))
         self._thread = threading.Thread(target=self._read, args=(url, cookie), daemon=True)
@@ -344,8 +363,10 @@ class Stream:
                         name = line.split(":", 1)[1].strip()
                     elif line.startswith("data:"):
                         self.events.append((name, json.loads(line.split(":", 1)[1])))
-        except httpx.HTTPError:
-            pass
+        except httpx.HTTPError as exc:
+            self.error = exc
+        finally:
+            self.ended.set()
 
     def close(self) -> None:
         self._stop.set()
@@ -367,12 +388,30 @@ def test_the_stream_delivers_a_change_notice_with_the_alarm_count(
         (alert_id,) = desk.follow()
         wait_until(lambda: len(stream.events) >= 2, 30, "the notice of the new alarm")
         assert stream.events[1] == (
-            "notice", {"type": "alert", "id": alert_id, "action": "opened", "alarms": 1})  # fmt: skip
+            "notice",
+            {"type": "alert", "id": alert_id, "action": "opened", "alarms": 1},
+        )
 
         desk.acknowledge(alert_id, "op1")
         wait_until(lambda: len(stream.events) >= 3, 30, "the notice of the acknowledgement")
         assert stream.events[2][1]["action"] == "acknowledged"
         assert stream.events[2][1]["alarms"] == 0  # the browsers stop sounding
+    finally:
+        stream.close()
+
+
+def test_stopping_the_console_ends_the_streams_cleanly(
+    console: tuple[LiveConsole, LocalDesk], operator: Browser
+) -> None:
+    live, desk = console
+    cookie = f"tuquan_session={operator.cookies['tuquan_session']}"
+    stream = Stream(f"{live.url}/stream", cookie)
+    try:
+        wait_until(lambda: stream.events, 30, "the stream's hello")
+        live.stop()
+        assert stream.ended.wait(30)
+        assert stream.error is None  # ended by the server, not cut off at the grace timeout
+        assert not live.thread.is_alive()
     finally:
         stream.close()
 

@@ -36,8 +36,12 @@ def add_console(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     con.add_argument("--data-dir", help=data_help)
     con.add_argument("--config", help="receiver config ([receiver], [broker], [console]...)")
     con.add_argument("--commune", help="the commune (overrides the config's)")
-    con.add_argument("--listen", type=broker_arg, metavar="HOST:PORT",
-                     help="where the web console listens (default [console] listen)")  # fmt: skip
+    con.add_argument(
+        "--listen",
+        type=broker_arg,
+        metavar="HOST:PORT",
+        help="where the web console listens (default [console] listen)",
+    )
     con.add_argument("--broker", type=broker_arg, metavar="HOST:PORT")
     con.add_argument("--log-level", default="INFO")
     con.set_defaults(func=cmd_console)
@@ -118,8 +122,9 @@ def cmd_user(args: argparse.Namespace) -> int:
         accounts.set_password(args.name, password)
         if args.role:
             accounts.set_role(args.name, args.role)
-        audit.append(CLI_ACTOR, "password_changed",
-                     detail={"user": args.name, "role": args.role or ""})  # fmt: skip
+        audit.append(
+            CLI_ACTOR, "password_changed", detail={"user": args.name, "role": args.role or ""}
+        )
         print(f"set the password of {args.name}")
         return 0
     except AccountError as exc:
@@ -152,8 +157,7 @@ def cmd_token(args: argparse.Namespace) -> int:
         token = accounts.add_token(args.name, args.role)
         audit.append(CLI_ACTOR, "token_added", detail={"token": args.name, "role": args.role})
         print(token)
-        print(f"made token {args.name} ({args.role}): it is shown only this once",
-              file=sys.stderr)  # fmt: skip
+        print(f"made token {args.name} ({args.role}): it is shown only this once", file=sys.stderr)
         return 0
     except AccountError as exc:
         print(f"console: {exc}", file=sys.stderr)
@@ -177,8 +181,7 @@ def cmd_console(args: argparse.Namespace) -> int:
     cfg: ReceiverConfig | None = found[0]
     commune: str = found[1]
     if cfg is None:  # no --config: the defaults, for the commune given
-        cfg = parse_receiver_config({"receiver": {"commune": commune}}, base_dir=Path.cwd(),
-                                    env={})  # fmt: skip
+        cfg = parse_receiver_config({"receiver": {"commune": commune}}, base_dir=Path.cwd(), env={})
     elif cfg.receiver.commune != commune:
         section = cfg.receiver.model_copy(update={"commune": commune})
         cfg = cfg.model_copy(update={"receiver": section})
