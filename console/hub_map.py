@@ -23,6 +23,11 @@ class MapDot:
     y: float
     colour: str  # a class name: alarm, trouble, offline, never, ok
 
+    @property
+    def label_left(self) -> bool:
+        """The name goes left of a dot near the right edge, so it stays in the picture."""
+        return self.x > WIDTH * 0.7
+
 
 def colour(view: HubView) -> str:
     if view.open_priority == 0:

@@ -333,3 +333,57 @@ def test_a_bearer_header_is_not_helped_by_a_session_cookie(
     browser.login("op1")
     response = browser.get("/api/v1/alerts", headers={"authorization": "Bearer tqc_nope"})
     assert response.status_code == 401
+
+
+def test_the_administrator_manages_users_on_the_users_page(
+    console: tuple[LiveConsole, LocalDesk], browser: Browser
+) -> None:
+    live, desk = console
+    assert browser.login("admin1").status_code == 303
+    page = browser.get("/users", headers={"accept-language": "en"})
+    assert page.status_code == 200
+    assert 'data-user="op1"' in page.text and 'id="user-add-form"' in page.text
+    token = browser.csrf("/users")
+    added = browser.post(
+        "/users",
+        data={"csrf_token": token, "name": "tran.thi.b", "role": "operator", "password": "pw 1"},
+    )
+    assert added.status_code == 303
+    bad = browser.post(
+        "/users", data={"csrf_token": token, "name": "x y", "role": "operator", "password": "p"}
+    )
+    assert bad.status_code == 400 and "not a valid user name" in bad.text
+    newcomer, guesser = live.client(), live.client()
+    try:
+        assert newcomer.login("tran.thi.b", "pw 1").status_code == 303
+        for _ in range(3):
+            guesser.login("op1", "wrong")
+    finally:
+        newcomer.close()
+        guesser.close()
+    locked = live.accounts.get_user("op1")
+    assert locked is not None and locked.locked_until is not None
+    assert 'class="unlock-button"' in browser.get("/users").text
+    assert browser.post("/users/op1/unlock", data={"csrf_token": token}).status_code == 303
+    unlocked = live.accounts.get_user("op1")
+    assert unlocked is not None and unlocked.locked_until is None
+    assert browser.post("/users/tran.thi.b/remove", data={"csrf_token": token}).status_code == 303
+    assert live.accounts.get_user("tran.thi.b") is None
+    assert browser.post("/users/admin1/remove", data={"csrf_token": token}).status_code == 400
+    audited = [(r.actor, r.action) for r in reversed(desk.audit.recent(30))]
+    assert ("admin1", "user_added") in audited
+    assert ("admin1", "user_unlocked") in audited
+    assert ("admin1", "user_removed") in audited
+    # An operator may not manage users.
+    operator = live.client()
+    try:
+        operator.login("op1")
+        assert operator.get("/users").status_code == 403
+    finally:
+        operator.close()
+
+
+def test_the_login_page_sends_a_logged_in_user_on(browser: Browser) -> None:
+    browser.login("op1")
+    response = browser.get("/login?next=%2Fhubs")
+    assert response.status_code == 303 and response.headers["location"] == "/hubs"

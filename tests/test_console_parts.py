@@ -84,6 +84,8 @@ def test_the_map_keeps_north_up_east_right_and_fits_the_picture() -> None:
     for x, y in at.values():
         assert MARGIN - 0.1 <= x <= WIDTH - MARGIN + 0.1
         assert MARGIN - 0.1 <= y <= HEIGHT - MARGIN + 0.1
+    wide, _ = place([view("w", 10.0, 106.0), view("e", 10.0, 106.02)])
+    assert [d.hub.hub for d in wide if d.label_left] == ["e"]  # its name stays in the picture
     # Equirectangular: 0.02 degrees of longitude at 10 degrees north is shorter than 0.02 of
     # latitude, by the cosine.
     width = at["e"][0] - at["w"][0]
