@@ -8,6 +8,7 @@
 - ``model``: ``model list`` and ``model fetch``;
 - ``keys``: ``keys init|show|trust|revoke``, signing keys and enrolment;
 - ``broker``: ``broker-config`` (the commune broker's ACL and users) and ``doctor``;
+- ``console``: ``console``, the police console, and its ``user`` and ``token`` accounts.
 - ``watch``: ``watch``, the police console in a terminal, on the receiver's store.
 
 Each command is a function of the parsed arguments returning the exit status. Building the
@@ -21,6 +22,7 @@ import argparse
 
 from tuquan.cli.broker import add_broker_config, add_doctor
 from tuquan.cli.command import add_command
+from tuquan.cli.console import add_console
 from tuquan.cli.detect import add_detect
 from tuquan.cli.hub import add_check_config, add_run
 from tuquan.cli.keys import add_keys
@@ -53,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_run,
         add_sim,
         add_receive,
+        add_console,
         add_watch,
         add_command,
         add_check_config,
