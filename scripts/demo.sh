@@ -3,7 +3,9 @@
 #
 #   broker    Mosquitto on 127.0.0.1:1883: the one already answering there, or one started
 #             here (loopback only, config in a temp dir) and stopped at the end
-#   receiver  tuquan receive --commune demo      stores events, receipts them, prints alerts
+#   console   tuquan console                     the commune's receiver (stores events, receipts
+#             them), its duty desk (alerts, hub supervision) and the web console on
+#             http://127.0.0.1:8080 (DEMO_CONSOLE_PORT), in one process
 #   hub       tuquan run --sim                   the default simulated guard post
 #   mqtt      mosquitto_sub -v 'tuquan/v1/demo/#' everything on the wire
 #
@@ -11,14 +13,17 @@
 # the receiver (which then verifies its events), the commune's key at the hub (which then takes
 # only signed receipts); both fingerprints are printed.
 #
-# The panic button is pressed and released through the simulator, the alert shows up at the
-# receiver, and the hub's status shows the siren sounding and the event delivered. Then
+# The panic button is pressed and released through the simulator, the alert shows up in the
+# console's queue (printed with `tuquan watch --once`), and the hub's status shows the siren
+# sounding and the event delivered. Then
 # everything is stopped (the hub publishes "offline" as it goes) and the script exits 0, or
 # non-zero if a step failed. DEMO_KEEP=1 keeps it all running until Ctrl-C, to drive the
-# simulator by hand. DEMO_PORT changes the broker port (default 1883).
+# simulator by hand and watch it in the browser: it ends by printing the console's URL and an
+# operator's login. DEMO_PORT changes the broker port (default 1883), DEMO_CONSOLE_PORT the
+# console's (default 8080), DEMO_PASSWORD the operator's password.
 #
-# Data stays in data/demo-hub (outbox, hub.log) and data/demo-receiver (receiver.sqlite3,
-# receiver.log) between runs, so seq numbers go on from one run to the next; `make clean`
+# Data stays in data/demo-hub (outbox, hub.log) and data/demo-receiver (receiver.sqlite3 with
+# the alerts and the console's users, receiver.toml, console.log) between runs, so seq numbers go on from one run to the next; `make clean`
 # removes them.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,6 +38,10 @@ COMMUNE=demo
 HUB_DIR=data/demo-hub
 RX_DIR=data/demo-receiver
 KEEP=${DEMO_KEEP:-0}
+CONSOLE_PORT=${DEMO_CONSOLE_PORT:-8080}
+CONSOLE_URL=http://$HOST:$CONSOLE_PORT/
+OPERATOR=truc-ban
+OPERATOR_PASSWORD=${DEMO_PASSWORD:-demo-truc-ban}
 PATH=$PATH:/usr/sbin # Debian's mosquitto lives there
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tuquan-demo.XXXXXX")
@@ -89,7 +98,7 @@ cleanup() {
     fi
     rm -rf "$WORK"
     if [ "$rc" -eq 0 ]; then
-        printf '\nLogs: %s/hub.log, %s/receiver.log. The receiver'"'"'s store: %s/receiver.sqlite3\n' \
+        printf '\nLogs: %s/hub.log, %s/console.log. The commune'"'"'s store: %s/receiver.sqlite3\n' \
             "$HUB_DIR" "$RX_DIR" "$RX_DIR"
     fi
     exit "$rc"
@@ -125,43 +134,25 @@ hub_online() { [ "$(status_field "['online']")" = True ]; }
 # True once no alarm is waiting for its receipt (the commune has confirmed it).
 alarms_delivered() { [ "$(status_field "['outbox'].get('undelivered_alarm', 0)")" = 0 ]; }
 
-# Prints the receiver's alert feed (one JSON object per line) for people.
-SHOW_ALERTS=$(
-    cat <<'EOF'
-import json, sys
-
-for line in sys.stdin:
-    try:
-        e = json.loads(line)
-        label = "ALERT" if e["priority"] == 0 else "event"
-        if e.get("verified") is False:
-            label = f"UNVERIFIED {e['kind']} (not a genuine alarm: {e.get('reason')})"
-        restore = " (restore)" if e["qualifier"] == "R" else ""
-        print(
-            f"  receiver | {label}: {e['kind']}{restore} at hub {e['hub']}, zone {e['zone']}"
-            f" - Contact ID {e['cid']} {e['qualifier']}, seq {e['seq']}, {e['ts']}",
-            flush=True,
-        )
-    except (ValueError, KeyError, TypeError):
-        print("  receiver | " + line.rstrip(), flush=True)
-EOF
-)
-
-# True once the receiver has printed a panic newer than $1 (an ISO-8601 UTC time).
-panic_received() {
-    "$BIN/python" - "$1" "$WORK/alerts.jsonl" <<'EOF'
-import json, sys
+# True once a panic alert has an event from after $1 (an ISO-8601 UTC time): a new one, or
+# one it joined (a panic within two minutes of the last is the same incident).
+panic_alerted() {
+    "$BIN/python" - "$1" "$RX_DIR/receiver.sqlite3" <<'EOF'
+import sqlite3, sys
 
 since, path = sys.argv[1], sys.argv[2]
-with open(path) as feed:
-    events = [json.loads(line) for line in feed if line.strip()]
-genuine = (e for e in events if e.get("verified") is not False)
-sys.exit(0 if any(e["kind"] == "panic" and e["ts"] >= since for e in genuine) else 1)
+try:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    found = db.execute(
+        "SELECT count(*) FROM alerts WHERE kind = 'panic' AND last_event_at >= ?", (since,)
+    ).fetchone()[0]
+except sqlite3.Error:
+    found = 0
+sys.exit(0 if found else 1)
 EOF
 }
 
 mkdir -p "$HUB_DIR" "$RX_DIR"
-: >"$WORK/alerts.jsonl"
 
 # -- broker ------------------------------------------------------------------------------------
 step "broker"
@@ -193,18 +184,51 @@ setsid mosquitto_sub -h "$HOST" -p "$PORT" -v -t "tuquan/v1/$COMMUNE/#" \
 started "mosquitto_sub" $!
 say "watching tuquan/v1/$COMMUNE/# (lines marked mqtt)"
 
-# -- commune receiver ----------------------------------------------------------------------------
-step "commune receiver"
-say "$BIN/tuquan receive --broker $BROKER --data-dir $RX_DIR --commune $COMMUNE"
-setsid "$BIN/tuquan" receive --broker "$BROKER" --data-dir "$RX_DIR" --commune "$COMMUNE" \
-    2>"$RX_DIR/receiver.log" > >(trap '' INT && tee -a "$WORK/alerts.jsonl" | "$BIN/python" -u -c "$SHOW_ALERTS") &
-started "commune receiver" $!
+# -- the commune's console (receiver, duty desk, web pages) ------------------------------------
+step "commune console"
+cat >"$RX_DIR/receiver.toml" <<EOF
+# Written by scripts/demo.sh: the demo commune's receiver and console.
+[receiver]
+commune = "$COMMUNE"
+
+[broker]
+host = "$HOST"
+port = $PORT
+
+[[hubs]]
+id = "sim-hub"
+name = "Chợ An Đông, trạm gác (mô phỏng)"
+place = "34 An Dương Vương"
+latitude = 10.7570
+longitude = 106.6730
+contact = "Tổ trưởng tổ tự quản"
+
+[[hubs]]   # expected but not simulated: after a minute or so, a communication trouble
+id = "to-tu-quan-2"
+name = "Tổ tự quản số 2 (chưa lắp đặt)"
+latitude = 10.7592
+longitude = 106.6768
+
+[console]
+listen = "$HOST:$CONSOLE_PORT"
+EOF
+say "an operator's login: $OPERATOR (tuquan console user add, the password on stdin)"
+if ! printf '%s\n' "$OPERATOR_PASSWORD" |
+    "$BIN/tuquan" console user add "$OPERATOR" --role operator --data-dir "$RX_DIR" >/dev/null 2>&1; then
+    printf '%s\n' "$OPERATOR_PASSWORD" |
+        "$BIN/tuquan" console user passwd "$OPERATOR" --data-dir "$RX_DIR" >/dev/null
+fi
+say "$BIN/tuquan console --config $RX_DIR/receiver.toml --data-dir $RX_DIR"
+setsid "$BIN/tuquan" console --config "$RX_DIR/receiver.toml" --data-dir "$RX_DIR" \
+    >"$RX_DIR/console.log" 2>&1 &
+started "commune console" $!
 rx_pid=$!
-rx_subscribed() { alive "$rx_pid" && grep -q "subscribed to" "$RX_DIR/receiver.log"; }
-if ! wait_for 15 rx_subscribed; then
-    alive "$rx_pid" || { cat "$RX_DIR/receiver.log" >&2; fail "the receiver exited"; }
+rx_subscribed() { alive "$rx_pid" && grep -q "subscribed to" "$RX_DIR/console.log"; }
+if ! wait_for 20 rx_subscribed; then
+    alive "$rx_pid" || { cat "$RX_DIR/console.log" >&2; fail "the console exited"; }
     say "(the receiver has not said it subscribed yet; going on: the hub re-sends if needed)"
 fi
+say "receiving; the web console is on $CONSOLE_URL (log: $RX_DIR/console.log)"
 
 # -- enrolment -----------------------------------------------------------------------------------
 step "enrolment: the hub's key at the receiver, the commune's key at the hub"
@@ -243,8 +267,10 @@ sim press panic-1 | sed 's/^/   /'
 sleep 0.3
 say "\$ tuquan sim --data-dir $HUB_DIR release panic-1"
 sim release panic-1 | sed 's/^/   /'
-wait_for 20 panic_received "$pressed_at" ||
-    fail "no panic reached the receiver within 20 s (see $HUB_DIR/hub.log, $RX_DIR/receiver.log)"
+wait_for 20 panic_alerted "$pressed_at" ||
+    fail "no panic alert at the console within 20 s (see $HUB_DIR/hub.log, $RX_DIR/console.log)"
+say "\$ tuquan watch --once --data-dir $RX_DIR --config $RX_DIR/receiver.toml   # the queue"
+"$BIN/tuquan" watch --once --data-dir "$RX_DIR" --config "$RX_DIR/receiver.toml" | sed 's/^/   /' 
 wait_for 10 alarms_delivered ||
     say "(the receipt has not reached the hub yet; the hub sends the event again until it does)"
 sleep 0.3
@@ -255,12 +281,17 @@ sim status | sed 's/^/   /'
 
 if [ "$KEEP" = 1 ]; then
     step "still running (DEMO_KEEP=1): Ctrl-C stops everything"
+    say "the police console: $CONSOLE_URL"
+    say "  log in as $OPERATOR, password $OPERATOR_PASSWORD (an operator: acknowledge, close, silence)"
+    say "  or in a terminal: $BIN/tuquan watch --data-dir $RX_DIR --config $RX_DIR/receiver.toml"
     say "in another terminal, from $(pwd):"
     say "  $BIN/tuquan sim --data-dir $HUB_DIR hold silence-1 --seconds 0.5  # silence the siren"
     say "  $BIN/tuquan sim --data-dir $HUB_DIR press tamper-1     # open the hub's case (release: restore)"
     say "  $BIN/tuquan sim --data-dir $HUB_DIR hold panic-1 --seconds 4   # held 3 s: duress"
+    say "  $BIN/tuquan sim --data-dir $HUB_DIR camera cam-1 walk   # a person crosses: a picture"
     say "  $BIN/tuquan sim --data-dir $HUB_DIR status"
     say "  mosquitto_pub -h $HOST -p $PORT -t tuquan/v1/$COMMUNE/sim-hub/cmd/silence -m '{\"by\": \"duty officer\"}'"
     while alive "$hub_pid"; do sleep 1; done
     fail "the simulated hub exited (see $HUB_DIR/hub.log)"
 fi
+say "(DEMO_KEEP=1 make demo keeps it running, with the web console on $CONSOLE_URL and a login)"
