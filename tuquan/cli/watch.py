@@ -1,4 +1,5 @@
-"""``tuquan watch``: the police console in a terminal, on the receiver's store (docs/watch.md).
+"""``tuquan watch``: the police console in a terminal, on the receiver's store
+(docs/console.md, "The terminal console").
 
 Exit 0 when the operator leaves (or after ``--once``), 1 if the store could not be read for
 ``--once``, 2 for a store that is missing or damaged, a config that cannot run, or no operator
