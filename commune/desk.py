@@ -376,7 +376,7 @@ class Desk:
         raised: dict[str, dict[str, str]] = {}
         for row in self.db.read("SELECT hub, kind, event_id FROM hub_troubles"):
             raised.setdefault(row["hub"], {})[row["kind"]] = row["event_id"]
-        for hub in self.hubs.all():
+        for hub in self.hubs.all(health=False):
             troubles = assess(
                 hub,
                 now,
