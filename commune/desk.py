@@ -111,6 +111,7 @@ class Desk:
             for h in config.hubs
         )
         self._sign_of_life = sign_of_life(self.hubs)
+        self._expected_hubs = frozenset(h.id for h in config.hubs)
         self.watch = HubWatch(broker, self.commune)
         self.watch.on_report = self.wake
         self.notifications = NotificationQueue(self.db, self.audit)
@@ -324,8 +325,25 @@ class Desk:
         if text not in ("online", "offline"):
             self._bad(report, "status is neither online nor offline")
             return
+        if (
+            self._keyring.enabled
+            and not self._keyring.knows(report.hub)
+            and not self._expected(report.hub)
+        ):
+            # A status carries no signature: with enrolment on, one of a hub that is neither
+            # enrolled nor expected is anybody's, and would only add a row per made-up name.
+            self._bad(report, "status of a hub neither enrolled nor expected")
+            return
         self.hubs.record_status(report.hub, text, report.received_at)
         self._tell({"type": "hub", "hub": report.hub})
+
+    @property
+    def signatures_in_use(self) -> bool:
+        """Some hub is enrolled: health, results and statuses are judged by signatures."""
+        return self._keyring.enabled
+
+    def _expected(self, hub: str) -> bool:
+        return hub in self._expected_hubs
 
     def _verified(self, report: HubReport, obj: Any, purpose: str) -> bool | None | str:
         """True/None (not checked) to take ``obj``; a string says why it is refused."""

@@ -23,6 +23,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from commune.commands import CommandSendError, publish_command
+from commune.validate import HUB_PATTERN
 from core.events import utc_now_iso
 from core.topics import RECEIVER_LEVEL, ROOT, parse_hub_topic
 from gateway.broker import BrokerSettings, settings_tls_context
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 WATCHED = ("status", "health", "cmd_result")
 PUBLISH_WAIT_S = 5.0
+MAX_REPORT_BYTES = 256 * 1024  # a health with cameras and buses is a few KiB
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class HubWatch:
         self.reports: queue.Queue[HubReport] = queue.Queue()
         self.connected = threading.Event()
         self.on_report: Any = None  # called (no arguments) after each report is queued
+        self.dropped = 0  # messages not queued: a topic level no hub id has, or oversized
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"{broker.client_id}-console-{uuid.uuid4().hex[:6]}",
@@ -114,6 +117,9 @@ class HubWatch:
             if parts is None or parts[0] != self.commune or parts[2] not in WATCHED:
                 return
             if parts[1] == RECEIVER_LEVEL:  # the receivers' own status, not a hub's
+                return
+            if not HUB_PATTERN.fullmatch(parts[1]) or len(msg.payload) > MAX_REPORT_BYTES:
+                self.dropped += 1  # not a hub's topic, or a message no hub sends: not kept
                 return
             self.reports.put(HubReport(parts[1], parts[2], bytes(msg.payload), utc_now_iso()))
             if self.on_report is not None:

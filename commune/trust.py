@@ -100,6 +100,10 @@ class HubKeyring:
         """Enrolment is on: some key was enrolled (revoking every hub does not turn it off)."""
         return bool(self._keys)
 
+    def knows(self, hub: str) -> bool:
+        """Whether ``hub`` has ever had a key enrolled here."""
+        return hub in self._keys
+
     @property
     def active_hubs(self) -> int:
         return sum(any(r.revoked_at is None for r in rs) for rs in self._keys.values())

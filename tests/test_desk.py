@@ -272,3 +272,26 @@ def test_an_alarm_nobody_acknowledges_climbs_the_ladder_and_the_acknowledgement_
             told = endpoint.requests.at(1)
             assert told.json()["type"] == "alert.acknowledged"
             assert "officer-7" in told.json()["text"]
+
+
+def test_made_up_hubs_and_oversized_reports_add_nothing(
+    station_factory: Callable[..., Station], mosquitto: Broker, tmp_path: Path
+) -> None:
+    """An outsider on the broker: statuses of invented hubs (with enrolment on), topic levels
+    no hub id has, a 1 MB health; none becomes a hub row, the expected hub's still counts."""
+    desk = station_factory().desk
+    key = SigningKey.generate()
+    with EventStore(tmp_path / "commune" / "receiver.sqlite3") as store:
+        store.enrol_hub_key(HUB, key.public.text, key.public.fingerprint, "2026")
+    wait_until(lambda: desk.signatures_in_use, what="enrolment seen")
+    with Subscriber(mosquitto, TOPICS.status) as sub:
+        for n in range(20):
+            sub.publish(f"tuquan/v1/{COMMUNE}/made-up-{n}/status", "online")
+        sub.publish(f"tuquan/v1/{COMMUNE}/Not_A_Hub/status", "online")
+        sub.publish(f"tuquan/v1/{COMMUNE}/{'x' * 200}/status", "online")
+        sub.publish(TOPICS.health, b"{" + b" " * 1_000_000 + b"}")
+        sub.publish(TOPICS.status, "online")  # the expected hub's: taken
+        wait_until(lambda: hub_of(desk).status == "online", what="the expected hub's status")
+        wait_until(lambda: desk.counts["bad_reports"] >= 20, what="the made-up ones refused")
+        wait_until(lambda: desk.watch.dropped >= 3, what="the oversized and bad ids dropped")
+    assert [h.hub for h in desk.hubs.all()] == [HUB]
