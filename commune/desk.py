@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -90,14 +91,18 @@ class Desk:
         self.commune = config.receiver.commune
         self.clock = clock
         self.db_path = self.data_dir / DB_FILENAME
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        # The events table is the receiver's; made here too so the desk can start first.
-        EventStore(self.db_path).close()
-        self.db = Db(self.db_path)
-        self.audit = AuditLog(self.db)
-        self.alerts = AlertBook(self.db, self.audit)
-        self.hubs = HubBook(self.db)
-        self.db.schema(TROUBLE_SCHEMA)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            # The events table is the receiver's; made here too so the desk can start first.
+            EventStore(self.db_path).close()
+            self.db = Db(self.db_path)
+            self.audit = AuditLog(self.db)
+            self.alerts = AlertBook(self.db, self.audit)
+            self.hubs = HubBook(self.db)
+            self.db.schema(TROUBLE_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            # A damaged or unreadable file is left as it is, for the operator to look at.
+            raise DeskError(f"cannot open the store {self.db_path}: {exc}") from exc
         self.hubs.set_expected(
             ExpectedHub(
                 hub=h.id,

@@ -295,3 +295,25 @@ def test_made_up_hubs_and_oversized_reports_add_nothing(
         wait_until(lambda: desk.counts["bad_reports"] >= 20, what="the made-up ones refused")
         wait_until(lambda: desk.watch.dropped >= 3, what="the oversized and bad ids dropped")
     assert [h.hub for h in desk.hubs.all()] == [HUB]
+
+
+def test_a_damaged_store_stops_the_console_with_a_message_and_is_left_as_it_was(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    garbage = bytes(range(256)) * 20
+    (tmp_path / "receiver.sqlite3").write_bytes(garbage)
+    config = tmp_path / "r.toml"
+    config.write_text('[receiver]\ncommune = "demo"\n[broker]\nport = 9\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "tuquan", "console", "--config", str(config)]
+        + ["--data-dir", str(tmp_path), "--listen", "127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "cannot open the store" in done.stderr and "Traceback" not in done.stderr
+    assert (tmp_path / "receiver.sqlite3").read_bytes() == garbage

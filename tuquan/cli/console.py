@@ -168,6 +168,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def cmd_console(args: argparse.Namespace) -> int:
     from commune.config import ReceiverConfig, parse_receiver_config
+    from commune.desk import DeskError
     from commune.desk_config import split_listen
     from commune.launch import receiver_broker_settings
     from commune.receiver import ReceiverError
@@ -193,6 +194,6 @@ def cmd_console(args: argparse.Namespace) -> int:
             listen,
             receiver_broker_settings(cfg, commune, args.broker),
         )
-    except ReceiverError as exc:
+    except (ReceiverError, DeskError) as exc:
         print(f"console: {exc}", file=sys.stderr)
         return 1
