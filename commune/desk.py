@@ -128,7 +128,13 @@ class Desk:
             language=config.console.language,
         )
         self.sender = NotificationSender(self.db, self.audit, config.notify)
-        self.counts = {"bad_reports": 0, "unverified_reports": 0, "listener_errors": 0}
+        self.counts = {
+            "bad_reports": 0,
+            "unverified_reports": 0,
+            "listener_errors": 0,
+            "failed_rounds": 0,
+        }
+        self._failing = ""  # why the last round failed, while rounds fail
         self._keyring = HubKeyring()
         self._keys_store: EventStore | None = None
         self._commune_key: SigningKey | None = None
@@ -267,11 +273,19 @@ class Desk:
             self._wake.clear()
             try:
                 self._round()
-            except Exception:
+            except Exception as exc:
                 # The store may be failing (a full disk): the next round tries again, and
-                # nothing was taken out of it that is not still there.
-                log.exception("desk round failed")
+                # nothing was taken out of it that is not still there. Said once per cause.
+                why = f"{type(exc).__name__}: {exc}"
+                if why != self._failing:
+                    log.exception("desk round failed; retrying every second")
+                    self._failing = why
+                self.counts["failed_rounds"] += 1
                 self._stopping.wait(1.0)
+            else:
+                if self._failing:
+                    log.warning("desk rounds work again (after: %s)", self._failing)
+                    self._failing = ""
         if self._keys_store is not None:
             self._keys_store.close()
 

@@ -317,3 +317,38 @@ def test_a_damaged_store_stops_the_console_with_a_message_and_is_left_as_it_was(
     assert done.returncode == 1, done.stderr
     assert "cannot open the store" in done.stderr and "Traceback" not in done.stderr
     assert (tmp_path / "receiver.sqlite3").read_bytes() == garbage
+
+
+def test_a_full_disk_holds_alerts_back_and_loses_none(tmp_path: Path, mosquitto: Broker) -> None:
+    """Events stored, then the disk fills: the desk cannot open their alerts, says so once and
+    keeps trying; once there is space every alert opens, once."""
+    from notify_kit import fill, small_disk
+
+    with small_disk(tmp_path) as disk:
+        data = disk / "commune"
+        data.mkdir()
+        with EventStore(data / "receiver.sqlite3") as store:
+            store.store_batch([received_panic(f"h{n}") for n in range(30)])
+        broker = BrokerSettings(mosquitto.host, mosquitto.port, client_id="tuquan-receiver-demo")
+        desk = Desk(data, station_config(tmp_path), broker)
+        load_commune_key(data)  # made before the disk fills (without it the desk cannot start)
+        filler = fill(disk)
+        desk.start()
+        try:
+            wait_until(lambda: desk.counts["failed_rounds"] >= 3, what="rounds failing")
+            assert desk.alerts.search() == []
+            filler.unlink()
+            wait_until(lambda: len(desk.alerts.search()) == 30, what="every alert, once")
+            assert desk.alerts.follow() == []
+        finally:
+            desk.stop()
+
+
+def received_panic(hub: str) -> Any:
+    from commune.store import ReceivedEvent
+    from core.events import Event, utc_now_iso
+
+    event = Event(kind="panic", zone="z", source="test")
+    return ReceivedEvent.from_event(
+        event, hub=hub, commune=COMMUNE, payload="{}", received_at=utc_now_iso()
+    )
