@@ -69,6 +69,11 @@ SCHEMA = (
     # The queue reads only open alerts: a partial index stays small however long the history.
     "CREATE INDEX IF NOT EXISTS idx_alerts_open ON alerts (priority, opened_at) "
     "WHERE state != 'closed'",
+    # The alarms still new (counted for every page and every live notice), the tallies by
+    # state, the open alerts by hub (the hubs board) and the ones escalation waits on (each
+    # second): searches instead of scans of a year's alerts (8.7 ms -> 0.01 ms for the count
+    # with 47,000 alerts; bench.console_pages).
+    "CREATE INDEX IF NOT EXISTS idx_alerts_state ON alerts (state, priority)",
     "CREATE INDEX IF NOT EXISTS idx_alerts_hub ON alerts (hub, state, last_event_at)",
     "CREATE INDEX IF NOT EXISTS idx_alerts_trouble ON alerts (trouble_key, state)",
     "CREATE INDEX IF NOT EXISTS idx_alerts_opened ON alerts (opened_at)",
