@@ -118,9 +118,7 @@ class Pages:
     def start(self) -> None:
         self.served.start()
         cookie = login(self.served.url, self.app.state.console.accounts)
-        self.http = httpx.Client(
-            base_url=self.served.url, timeout=600, headers={"cookie": cookie}
-        )
+        self.http = httpx.Client(base_url=self.served.url, timeout=600, headers={"cookie": cookie})
 
     def stop(self) -> None:
         if self.http is not None:
