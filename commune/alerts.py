@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from commune.audit import AuditLog
@@ -132,7 +132,9 @@ class Alert:
     note: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Every field is a plain value: no deep copy (``asdict``'s was two thirds of a CSV
+        # export's time).
+        return dict(vars(self))
 
 
 class AlertBook:
