@@ -14,7 +14,13 @@ Bare, in the same process and run, served the same way: FastAPI + sse-starlette'
 ``EventSourceResponse`` pushing the same message, from the moment a thread hands it to the
 loop (``call_soon_threadsafe``, as the console's ``Notices`` does) to its arrival at the same
 kind of client. Rounds of console panics and bare pushes alternate; each push waits for its
-arrival, then ``SPACING_S``, so this measures latency, not queueing.
+arrival, then ``SPACING_S``, so this measures latency, not queueing. A floor is measured the
+same way: one row committed (WAL, synchronous=FULL, same disk) before the bare hand-off, the
+least a desk that makes the alert durable before telling anyone can cost.
+
+The store is empty by default; ``--events N`` starts the station on a province's store
+(``bench.console_store``: N events from 4,000 hubs, their alerts), where the desk's own rounds
+(supervision of every hub each second) run beside the panics.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from typing import Any
 from fastapi import FastAPI
 from sse_starlette import EventSourceResponse
 
-from bench import common
+from bench import common, console_store
 from bench.console_web import Served, SseClient, SseEvent, login
 from commune.config import ReceiverConfig, parse_receiver_config
 from commune.desk import Desk
@@ -318,10 +324,20 @@ def measure(run: Run, total: int, rounds: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--panics", type=int, help="panics (and bare pushes); default 200, quick 50")
+    p.add_argument(
+        "--events",
+        type=int,
+        default=0,
+        help="start on a store of this many events from 4,000 hubs (bench.console_store)",
+    )
     args = p.parse_args(argv)
     total = args.panics or (50 if args.quick else 200)
     rounds = 2 if args.quick else 4
     workdir = common.disk_dir(args.data_root, "bench-console-push-")
+    if args.events:
+        (workdir / "data").mkdir()
+        print(f"building a store of {args.events:,} events from 4,000 hubs ...", flush=True)
+        console_store.build(workdir / "data" / DB_FILENAME, args.events, 4000)
     common.log_to_file(workdir / "console.log")
     with common.mosquitto() as broker:
         run = Run(workdir, broker)
@@ -356,12 +372,12 @@ def main(argv: list[str] | None = None) -> None:
     ]
     common.table(
         f"Live push, {total} panics and {total} bare pushes in {rounds} alternating rounds "
-        f"({SPACING_S * 1000:.0f} ms apart)",
+        f"({SPACING_S * 1000:.0f} ms apart), on a store of {args.events:,} events",
         ["case", "p50 ms", "p99 ms", "max ms", "p50 / bare", "p99 / bare"],
         rows,
     )
     print(f"\nper-round p50 (ms): {results['round_p50_ms']}")
-    common.report("console_push", args, results)
+    common.report("console_push", args, {"events": args.events, **results})
     shutil.rmtree(workdir, ignore_errors=True)
 
 
