@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import cProfile
 import io
+import os
 import pstats
 import shutil
 import sqlite3
@@ -283,6 +284,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"building a store of {events:,} events from {HUBS:,} hubs ...", flush=True)
         built = console_store.build(data_dir / DB_FILENAME, events, HUBS)
         print({k: round(v, 1) for k, v in built.items()})
+        os.sync()  # the build wrote without syncing: its write-back must not land in the figures
     common.log_to_file(workdir / "console.log")
     pages = Pages(data_dir)
     try:

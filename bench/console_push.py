@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import sqlite3
 import statistics
@@ -169,6 +170,7 @@ class Run:
         config = console_config(workdir)
         self.station = Station(workdir / "data", config, broker)
         self.station.start()
+        self.settle()
         self.app = create_app(self.station.desk, config, workdir / "data")
         self.console = Served(self.app, "console-uvicorn").start()
         cookie = login(self.console.url, self.app.state.console.accounts)
@@ -188,6 +190,19 @@ class Run:
         self.published: list[tuple[str, float]] = []  # (event id, perf_counter before publish)
         self.bare_times: list[float] = []
         self.panics = 0
+
+    def settle(self) -> None:
+        """Wait for the desk's first look at the hubs to be over: on a province's store it
+        starts by raising the troubles of the hubs that are offline."""
+        last, since = -1, time.monotonic()
+        deadline = since + 120
+        while time.monotonic() < deadline:
+            raised = len(self.station.desk.troubles())
+            if raised != last:
+                last, since = raised, time.monotonic()
+            elif time.monotonic() - since >= 3:
+                return
+            time.sleep(0.2)
 
     def _told(self, notice: dict[str, Any]) -> None:
         if _is_opened(notice):
@@ -338,6 +353,7 @@ def main(argv: list[str] | None = None) -> None:
         (workdir / "data").mkdir()
         print(f"building a store of {args.events:,} events from 4,000 hubs ...", flush=True)
         console_store.build(workdir / "data" / DB_FILENAME, args.events, 4000)
+        os.sync()  # the build wrote without syncing: its write-back must not land in the figures
     common.log_to_file(workdir / "console.log")
     with common.mosquitto() as broker:
         run = Run(workdir, broker)
