@@ -44,8 +44,10 @@ from commune.receiver import DB_FILENAME
 from console.app import create_app
 
 HUBS = 4000
-# (name, path, requests a round, full run; quick run)
+# (name, path, requests a round: full run; half of it with --quick)
 PAGES: tuple[tuple[str, str, int], ...] = (
+    # The least a request costs here: the middleware (the session looked up) and a small file.
+    ("floor: a static file", "/static/icon.svg", 10),
     ("queue", "/", 10),
     ("history", "/history", 10),
     ("history, by hub", "/history?hub=to-00042", 10),
