@@ -29,7 +29,7 @@ from pathlib import Path
 from commune.alerts import AlertBook
 from commune.db import Db
 from commune.hubs import ExpectedHub, HubBook
-from commune.store import COLUMNS, INSERT_SQL, EventStore
+from commune.store import COLUMNS, FEED_POSITION, INSERT_SQL, META, EventStore
 from core.events import KINDS, NEW, RESTORE, utc_iso
 
 YEAR_S = 365 * 24 * 3600
@@ -147,6 +147,11 @@ def build(path: Path, events: int, hubs: int, *, seed: int = 7) -> dict[str, flo
         if len(batch) == BATCH:
             _insert(conn, batch)
     _insert(conn, batch)
+    # The receiver handed every one of them to its alert feed as it stored them.
+    conn.execute(
+        f"UPDATE {META} SET value = (SELECT max(rowid) FROM events) WHERE key = ?",
+        (FEED_POSITION,),
+    )
     conn.close()
     EventStore(path).close()
     t1 = time.perf_counter()
