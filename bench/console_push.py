@@ -349,18 +349,10 @@ def main(argv: list[str] | None = None) -> None:
     total = args.panics or (50 if args.quick else 200)
     rounds = 2 if args.quick else 4
     workdir = common.disk_dir(args.data_root, "bench-console-push-")
-    if args.events:
-        (workdir / "data").mkdir()
-        print(f"building a store of {args.events:,} events from 4,000 hubs ...", flush=True)
-        console_store.build(workdir / "data" / DB_FILENAME, args.events, 4000)
-        os.sync()  # the build wrote without syncing: its write-back must not land in the figures
-    common.log_to_file(workdir / "console.log")
-    with common.mosquitto() as broker:
-        run = Run(workdir, broker)
-        try:
-            results = measure(run, total, rounds)
-        finally:
-            run.stop()
+    try:
+        results = run_in(workdir, args.events, total, rounds)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     console, bare = results["console_commit_sse"], results["bare_handoff_sse"]
     floor = results["floor_commit_handoff_sse"]
     results["ratio_p50"] = common.ratio(console["p50_ms"], bare["p50_ms"])
@@ -394,7 +386,21 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"\nper-round p50 (ms): {results['round_p50_ms']}")
     common.report("console_push", args, {"events": args.events, **results})
-    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_in(workdir: Path, events: int, total: int, rounds: int) -> dict[str, Any]:
+    if events:
+        (workdir / "data").mkdir()
+        print(f"building a store of {events:,} events from 4,000 hubs ...", flush=True)
+        console_store.build(workdir / "data" / DB_FILENAME, events, 4000)
+        os.sync()  # the build wrote without syncing: its write-back must not land in the figures
+    common.log_to_file(workdir / "console.log")
+    with common.mosquitto() as broker:
+        run = Run(workdir, broker)
+        try:
+            return measure(run, total, rounds)
+        finally:
+            run.stop()
 
 
 if __name__ == "__main__":
