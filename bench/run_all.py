@@ -18,6 +18,8 @@ BENCHMARKS = (
     "camera_cpu",
     "detect",
     "camera_rss",
+    "console_push",
+    "console_pages",
 )
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from commune.audit import AuditLog
@@ -69,6 +69,11 @@ SCHEMA = (
     # The queue reads only open alerts: a partial index stays small however long the history.
     "CREATE INDEX IF NOT EXISTS idx_alerts_open ON alerts (priority, opened_at) "
     "WHERE state != 'closed'",
+    # The alarms still new (counted for every page and every live notice), the tallies by
+    # state, the open alerts by hub (the hubs board) and the ones escalation waits on (each
+    # second): searches instead of scans of a year's alerts (8.7 ms -> 0.01 ms for the count
+    # with 47,000 alerts; bench.console_pages).
+    "CREATE INDEX IF NOT EXISTS idx_alerts_state ON alerts (state, priority)",
     "CREATE INDEX IF NOT EXISTS idx_alerts_hub ON alerts (hub, state, last_event_at)",
     "CREATE INDEX IF NOT EXISTS idx_alerts_trouble ON alerts (trouble_key, state)",
     "CREATE INDEX IF NOT EXISTS idx_alerts_opened ON alerts (opened_at)",
@@ -127,7 +132,9 @@ class Alert:
     note: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Every field is a plain value: no deep copy (``asdict``'s was two thirds of a CSV
+        # export's time).
+        return dict(vars(self))
 
 
 class AlertBook:

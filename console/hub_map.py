@@ -62,11 +62,12 @@ def place(views: Sequence[HubView]) -> tuple[list[MapDot], list[HubView]]:
     # Centre the drawing: the hubs' box in the middle of the picture.
     off_x = (WIDTH - span_x * scale) / 2
     off_y = (HEIGHT - span_y * scale) / 2
+    west, north = min(xs), max(ys)  # once, not per hub: a province has thousands
     dots = [
         MapDot(
             hub=v,
-            x=round(off_x + (x - min(xs)) * scale, 1),
-            y=round(off_y + (max(ys) - y) * scale, 1),  # north up
+            x=round(off_x + (x - west) * scale, 1),
+            y=round(off_y + (north - y) * scale, 1),  # north up
             colour=colour(v),
         )
         for v, x, y in zip(located, xs, ys, strict=True)

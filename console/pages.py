@@ -20,7 +20,7 @@ from console.hub_view import hub_view
 from console.labels import DONE
 from console.labels import KINDS as KIND_LABELS
 from console.params import ALL_OUTCOMES, AlertSearch, BadParameter, alert_search
-from console.queries import open_by_hub, queue
+from console.queries import hub_choices, hub_names, open_by_hub, queue
 from console.web import console_of, render, translate
 from core.events import KINDS, Priority
 
@@ -40,14 +40,14 @@ def kind_choices() -> list[str]:
 @router.get("/")
 def queue_page(request: Request, who: Viewer) -> Response:
     desk = console_of(request).desk
-    hub_names = {h.hub: h.name for h in desk.hubs.all() if h.name}
+    alerts = queue(desk.db, limit=500)
     return render(
         request,
         "queue.html",
         {
-            "alerts": queue(desk.db, limit=500),
+            "alerts": alerts,
             "counts": desk.alerts.counts(),
-            "hub_names": hub_names,
+            "hub_names": hub_names(desk.db, (a.hub for a in alerts)),
         },
     )
 
@@ -126,7 +126,7 @@ def history_page(
     context = {
         "form": form,
         "query": urlencode({k: v for k, v in form.items() if v}),
-        "hub_choices": desk.hubs.all(),
+        "hub_choices": hub_choices(desk.db),
         "kind_choices": kind_choices(),
         "outcome_choices": ALL_OUTCOMES,
         "state_choices": STATES,

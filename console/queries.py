@@ -1,11 +1,13 @@
 """Reads of the store the console needs and ``commune`` does not offer: the queue with filters,
 the count of alarms nobody acknowledged, a hub's recent events, the events history.
 
-Events are read newest stored first (rowid), and the history's ``since``/``until`` bound
-``received_at``, the receiver's clock (a hub's own ``ts`` may be unsynchronised)."""
+Events are read newest stored first (rowid; a hub's recent events newest received first), and
+the history's ``since``/``until`` bound ``received_at``, the receiver's clock (a hub's own
+``ts`` may be unsynchronised)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,15 @@ class EventFilter:
     since: str | None = None  # received_at >= since (UTC ISO-8601)
     until: str | None = None  # received_at < until
     limit: int = 100
+
+
+@dataclass(frozen=True)
+class HubChoice:
+    hub: str
+    name: str | None
+
+
+NAMES_CHUNK = 500  # hub ids per query, well under SQLite's limit on parameters
 
 
 def _has_events(db: Db) -> bool:
@@ -68,11 +79,38 @@ def open_by_hub(db: Db) -> dict[str, int]:
     return {str(r[0]): int(r[1]) for r in rows}
 
 
+def hub_names(db: Db, hubs: Iterable[str]) -> dict[str, str]:
+    """The configured names of these hubs (a hub without one is left out). Only the names:
+    the whole hubs table, health and all, is thousands of rows in a province."""
+    wanted = sorted(set(hubs))
+    names: dict[str, str] = {}
+    for start in range(0, len(wanted), NAMES_CHUNK):
+        chunk = wanted[start : start + NAMES_CHUNK]
+        marks = ", ".join("?" for _ in chunk)
+        for row in db.read(
+            f"SELECT hub, name FROM hubs WHERE hub IN ({marks}) AND name IS NOT NULL "
+            "AND name != ''",
+            chunk,
+        ):
+            names[str(row[0])] = str(row[1])
+    return names
+
+
+def hub_choices(db: Db) -> list[HubChoice]:
+    """Every known hub's id and name, by id (the history's hub filter)."""
+    return [HubChoice(str(r[0]), r[1]) for r in db.read("SELECT hub, name FROM hubs ORDER BY hub")]
+
+
 def hub_events(db: Db, hub: str, limit: int = 20) -> list[dict[str, Any]]:
     """The hub's newest stored events."""
     if not _has_events(db):
         return []
-    rows = db.read("SELECT * FROM events WHERE hub = ? ORDER BY rowid DESC LIMIT ?", (hub, limit))
+    # By the receiver's time, then as stored: what idx_events_hub_received gives without
+    # sorting the hub's whole history (rowid alone sorted a year of it: 1.5 ms -> 0.08 ms).
+    rows = db.read(
+        "SELECT * FROM events WHERE hub = ? ORDER BY received_at DESC, rowid DESC LIMIT ?",
+        (hub, limit),
+    )
     return [event_dict(r) for r in rows]
 
 

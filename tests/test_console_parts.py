@@ -12,11 +12,12 @@ import pytest
 from console_kit import PASSWORD
 
 from commune.db import Db
-from commune.hubs import HubRow
+from commune.hubs import ExpectedHub, HubBook, HubRow
 from console.accounts import AccountError, Accounts, role_allows
 from console.hub_map import HEIGHT, MARGIN, WIDTH, place
 from console.hub_view import HubView, battery_mv, hub_view
 from console.params import EARLIEST, LATEST, BadParameter, parse_time, rfc3339, store_time
+from console.queries import HubChoice, hub_choices, hub_names
 
 
 def row(hub: str = "h", **fields: Any) -> HubRow:
@@ -164,3 +165,32 @@ def test_account_rules(tmp_path: Path) -> None:
         assert accounts.token("tqc_" + "x" * 43) is None and accounts.token("nope") is None
     assert role_allows("admin", "operator") and role_allows("operator", "viewer")
     assert not role_allows("viewer", "operator") and not role_allows("root", "viewer")
+
+
+def test_a_province_of_hubs_on_the_map_keeps_its_corners() -> None:
+    grid = [(n, 10.65 + n % 50 * 0.005, 106.55 + n // 50 * 0.004) for n in range(4000)]
+    dots, _ = place([view(f"h{n:04d}", lat, lon) for n, lat, lon in grid])
+    at = {d.hub.hub: (d.x, d.y) for d in dots}
+    assert len(at) == 4000
+    south_west, north_east = at["h0000"], at["h3999"]
+    assert south_west[0] == min(x for x, _ in at.values())  # westmost
+    assert south_west[1] == max(y for _, y in at.values())  # southmost: lowest in the picture
+    assert north_east[0] == max(x for x, _ in at.values())
+    assert north_east[1] == min(y for _, y in at.values())
+
+
+def test_hub_names_and_choices_read_only_what_the_pages_show(tmp_path: Path) -> None:
+    with Db(tmp_path / "h.sqlite3") as db:
+        hubs = HubBook(db)
+        hubs.set_expected(
+            [ExpectedHub(f"h{n:04d}", name=f"Tổ {n}" if n % 3 else "") for n in range(1200)]
+        )
+        hubs.record_event("heard-1", "panic", "2026-03-01T08:00:00.000Z")
+        numbers = [*range(0, 1200, 2), 1]
+        wanted = [f"h{n:04d}" for n in numbers] + ["heard-1", "nobody"]
+        names = hub_names(db, wanted)  # more ids than one query takes
+        assert names == {f"h{n:04d}": f"Tổ {n}" for n in numbers if n % 3}
+        assert hub_names(db, []) == {}
+        choices = hub_choices(db)
+        assert [c.hub for c in choices] == sorted([f"h{n:04d}" for n in range(1200)] + ["heard-1"])
+        assert choices[1] == HubChoice("h0001", "Tổ 1") and choices[0].name in ("", None)
