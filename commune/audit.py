@@ -95,6 +95,20 @@ class AuditLog:
         with self.db.tx() as own:
             return int(own.execute(sql, values).lastrowid or 0)
 
+    def last_id(self) -> int:
+        """The newest record's id (0 for none): it changes with every action recorded."""
+        row = self.db.read_one(f"SELECT max(id) FROM {TABLE}")
+        return int(row[0]) if row is not None and row[0] is not None else 0
+
+    def any_after(self, after: int, actions: tuple[str, ...], *, upto: int) -> bool:
+        """Whether a record with id in (after, upto] is one of ``actions``."""
+        marks = ", ".join("?" for _ in actions)
+        row = self.db.read_one(
+            f"SELECT 1 FROM {TABLE} WHERE id > ? AND id <= ? AND action IN ({marks}) LIMIT 1",
+            (after, upto, *actions),
+        )
+        return row is not None
+
     def for_alert(self, alert_id: int) -> list[AuditRecord]:
         """The alert's records, oldest first."""
         if not 0 < alert_id < 2**63:

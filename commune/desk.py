@@ -57,6 +57,7 @@ MAX_HEALTH_BYTES = 256 * 1024
 MAX_RESULT_BYTES = 16 * 1024
 TICK_S = 0.25  # how often the desk looks without being woken (another process's writes)
 SUPERVISE_EVERY_S = 1.0
+OPERATOR_ACTIONS = ("acknowledged", "closed")  # what another process (tuquan watch) may do
 
 TROUBLE_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS hub_troubles (
@@ -147,6 +148,7 @@ class Desk:
         self._running_since = clock()
         self._last_supervision = 0.0
         self._data_version = self.db.data_version()
+        self._audit_seen = self.audit.last_id()
         self._logged: set[tuple[str, str]] = set()
 
     # -- life cycle ------------------------------------------------------------------------
@@ -304,8 +306,13 @@ class Desk:
                 self.sender.wake()
         version = self.db.data_version()
         if version != self._data_version:
+            # Another connection wrote: most often the receiver storing events (no notice:
+            # their alerts are told as the desk opens them). Another process acting on an
+            # alert (tuquan watch) leaves an audit record: that is worth a page refresh.
             self._data_version = version
-            self._tell({"type": "changed"})
+            seen, self._audit_seen = self._audit_seen, self.audit.last_id()
+            if self.audit.any_after(seen, OPERATOR_ACTIONS, upto=self._audit_seen):
+                self._tell({"type": "changed"})
 
     def _refresh_keyring(self) -> None:
         if self._keys_store is None:

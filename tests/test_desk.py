@@ -352,3 +352,36 @@ def received_panic(hub: str) -> Any:
     return ReceivedEvent.from_event(
         event, hub=hub, commune=COMMUNE, payload="{}", received_at=utc_now_iso()
     )
+
+
+def test_another_process_acting_is_told_and_the_receivers_storing_is_not(
+    station_factory: Callable[..., Station], tmp_path: Path
+) -> None:
+    """``changed`` tells the pages that someone else (tuquan watch) acted on an alert; the
+    receiver's own commits (telemetry every minute from every hub) do not make them reload."""
+    from commune.alerts import AlertBook
+    from commune.db import Db
+
+    desk = station_factory().desk
+    notices: list[dict[str, Any]] = []
+    desk.listen(notices.append)
+    path = tmp_path / "commune" / "receiver.sqlite3"
+    with EventStore(path) as store:
+        store.store_batch([received_panic("h1")])
+        wait_until(lambda: desk.alerts.search(), what="the alert")
+        store.store_batch([received_telemetry(f"h{n}") for n in range(5)])
+        wait_until(lambda: desk.alerts.position() > 1, what="the telemetry followed")
+    assert not any(n["type"] == "changed" for n in notices)
+    other = AlertBook(Db(path))  # another process's connection, as tuquan watch has
+    other.acknowledge(desk.alerts.search()[0].id, "truc-ban-2")
+    wait_until(lambda: any(n["type"] == "changed" for n in notices), what="told")
+
+
+def received_telemetry(hub: str) -> Any:
+    from commune.store import ReceivedEvent
+    from core.events import Event, utc_now_iso
+
+    event = Event(kind="telemetry", zone="z", source="test")
+    return ReceivedEvent.from_event(
+        event, hub=hub, commune=COMMUNE, payload="{}", received_at=utc_now_iso()
+    )

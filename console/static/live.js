@@ -80,6 +80,20 @@
     timer = setTimeout(refresh, 100);
   }
 
+  // A hub's health comes every 30 s from each hub: with thousands of hubs, refreshing on each
+  // would keep the browser and the server busy. Hub notices refresh at most every few seconds;
+  // alerts and commands at once.
+  const HUB_REFRESH_MS = 5000;
+  let hubTimer = null;
+  function scheduleHubs() {
+    if (hubTimer === null) {
+      hubTimer = setTimeout(function () {
+        hubTimer = null;
+        schedule();
+      }, HUB_REFRESH_MS);
+    }
+  }
+
   function connect() {
     source = new EventSource("/stream");
     source.addEventListener("open", function () {
@@ -107,7 +121,11 @@
       live.dataset.notices = String(notices);
       live.dataset.last = notice.type || "";
       setAlarms(notice.alarms);
-      schedule();
+      if (notice.type === "hub") {
+        scheduleHubs();
+      } else {
+        schedule();
+      }
     });
   }
 
