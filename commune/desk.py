@@ -420,13 +420,21 @@ class Desk:
         raised: dict[str, dict[str, str]] = {}
         for row in self.db.read("SELECT hub, kind, event_id FROM hub_troubles"):
             raised.setdefault(row["hub"], {})[row["kind"]] = row["event_id"]
-        for hub in self.hubs.all(health=False):
+        signed = self._keyring.enabled
+        windows = [h.supervision_s for h in self.config.hubs if h.supervision_s]
+        shortest = min([self.config.supervision.default_window_s, *windows])
+        rows = {h.hub: h for h in self.hubs.worth_a_look(utc_iso(now - shortest), signed=signed)}
+        for name in raised.keys() - rows.keys():  # a raised trouble may be over: judge it
+            found = self.hubs.get(name)
+            if found is not None:
+                rows[name] = found
+        for hub in rows.values():
             troubles = assess(
                 hub,
                 now,
                 self.config.supervision,
                 running_since=self._running_since,
-                signed=self._keyring.enabled,
+                signed=signed,
             )
             had = raised.get(hub.hub, {})
             for kind, trouble in troubles.items():

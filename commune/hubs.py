@@ -215,6 +215,28 @@ class HubBook:
         rows = self.db.read(f"SELECT {columns}, NULL AS health FROM hubs ORDER BY hub")
         return [_hub(r) for r in rows]
 
+    def worth_a_look(self, silent_since: str, *, signed: bool) -> list[HubRow]:
+        """The hubs supervision must judge (health unread): offline, tracking a backlog or an
+        unsynchronised clock, never heard, or whose last sign of life (as
+        ``commune.supervision.last_sign_of_life`` counts it) is older than ``silent_since``.
+        The rest are alive on every count, and stay unread: with thousands of healthy hubs
+        the look once a second costs an index-free scan, not thousands of objects."""
+        health = "health_verified = 1" if signed else "coalesce(health_verified, 1) = 1"
+        status = "0" if signed else "status = 'online'"
+        life = (
+            "max(coalesce(last_event_at, ''), "
+            f"CASE WHEN {health} THEN coalesce(health_at, '') ELSE '' END, "
+            f"CASE WHEN {status} THEN coalesce(status_at, '') ELSE '' END)"
+        )
+        columns = ", ".join(f.name for f in fields(HubRow) if f.name != "health")
+        rows = self.db.read(
+            f"SELECT {columns}, NULL AS health FROM hubs WHERE status = 'offline' "
+            "OR backlog_since IS NOT NULL OR unsynced_since IS NOT NULL "
+            f"OR {life} < ? ORDER BY hub",
+            (silent_since,),
+        )
+        return [_hub(r) for r in rows]
+
     def get(self, hub: str) -> HubRow | None:
         row = self.db.read_one("SELECT * FROM hubs WHERE hub = ?", (hub,))
         return _hub(row) if row is not None else None

@@ -255,3 +255,22 @@ def test_health_with_no_backlog_clears_the_tracked_durations(path: Path) -> None
     hubs.record_health("h1", {"outbox": {}, "clock_synced": True}, None)
     row = hubs.get("h1")
     assert row is not None and row.backlog_since is None
+
+
+def test_only_hubs_that_may_be_in_trouble_are_read_for_supervision(path: Path) -> None:
+    """worth_a_look narrows the once-a-second look to hubs whose signs of life are old (as
+    last_sign_of_life counts them), offline ones, those tracking a backlog or a clock, and the
+    never heard; a hub alive on every count is not read."""
+    hubs = HubBook(Db(path))
+    hubs.set_expected([ExpectedHub("never")])
+    hubs.record_health("alive", {"outbox": {}, "clock_synced": True}, True, at(100))
+    hubs.record_status("status-only", "online", at(100))
+    hubs.record_status("gone", "offline", at(100))
+    hubs.record_health("silent", {"outbox": {}, "clock_synced": True}, True, at(0))
+    hubs.record_health("stuck", {"outbox": {"undelivered_alarm": 1}}, True, at(100))
+    hubs.record_event("talks", "telemetry", at(100))
+    unsigned = {h.hub for h in hubs.worth_a_look(at(50), signed=False)}
+    assert unsigned == {"never", "gone", "silent", "stuck"}
+    signed = {h.hub for h in hubs.worth_a_look(at(50), signed=True)}
+    assert signed == unsigned | {"status-only"}  # an unsigned "online" keeps no hub alive
+    assert all(h.health is None for h in hubs.worth_a_look(at(50), signed=True))
