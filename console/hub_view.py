@@ -6,7 +6,7 @@ left out rather than trusted).
   without a status, ``never`` if never heard;
 - backlog: the outbox's pending events and undelivered alarms;
 - battery: the lowest ``battery_mv`` of the sensor nodes on its buses (``buses.*.nodes.*``);
-- cameras: each camera's state (health ``cameras``);
+- cameras: each camera's state in a word (from health ``cameras``: open, offline, tamper...);
 - sensors: its inputs (name → state) and its bus nodes.
 """
 
@@ -72,9 +72,25 @@ def battery_mv(health: dict[str, Any]) -> int | None:
 def cameras(health: dict[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, camera in list(_mapping(health.get("cameras")).items())[:MAX_ITEMS]:
-        state = _mapping(camera).get("state")
-        out[_text(name)] = _text(state) if isinstance(state, str) else "?"
+        out[_text(name)] = camera_state(_mapping(camera))
     return out
+
+
+def camera_state(camera: dict[str, Any]) -> str:
+    """A camera of the hub's health in a word: ``starting`` (the model loads), ``off`` (the
+    cameras are off: the model was refused), ``offline`` (no frames), ``tamper: <reason>``,
+    ``open`` (watching), else ``?``."""
+    if camera.get("running") is False:
+        return "starting" if camera.get("starting") is True else "off"
+    if camera.get("offline") is True:
+        return "offline"
+    tamper = camera.get("tamper")
+    if isinstance(tamper, str) and tamper:
+        return f"tamper: {_text(tamper)}"
+    if camera.get("open") is True:
+        return "open"
+    state = camera.get("state")
+    return _text(state) if isinstance(state, str) and state else "?"
 
 
 def inputs(health: dict[str, Any]) -> dict[str, str]:

@@ -14,8 +14,10 @@ It runs until SIGTERM/SIGINT (uvicorn's own handlers, when on the main thread) o
 from __future__ import annotations
 
 import logging
+import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
@@ -81,10 +83,33 @@ def run_console(
             config.receiver.commune,
             data_dir,
         )
-        server.run()
+        with _signals_stop(server):
+            server.run()
     finally:
         station.stop()
     return 0
+
+
+@contextmanager
+def _signals_stop(server: uvicorn.Server) -> Iterator[None]:
+    """SIGTERM and SIGINT stop the server, and then only the server: uvicorn re-raises the
+    signal it caught once it has shut down, which with the default handlers would end the
+    process there, before the desk and the receiver are stopped (and with status -15)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop_server_only(signum: int, frame: object) -> None:
+        server.should_exit = True
+
+    previous = {
+        sig: signal.signal(sig, stop_server_only) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def stop_server(server: uvicorn.Server, app: FastAPI) -> None:
