@@ -6,7 +6,9 @@
 - An alarm or a detection of a hub within ``INCIDENT_WINDOW_S`` of that hub's newest open
   alarm/detection alert joins it, as one incident (a panic, the camera's person incident and
   its snapshot); the incident takes its most urgent event's kind, zone, Contact ID, priority.
-- A siren silenced joins the hub's newest open alarm incident however late, and never opens one.
+- A siren silenced, and the restore of an alarm or a detection (the person has left, the smoke
+  has cleared), join the hub's newest open alarm/detection incident however late, and never
+  open one.
 
 Each rule runs inside the caller's transaction, with its audit record.
 """
@@ -52,7 +54,11 @@ def take_event(conn: sqlite3.Connection, event: sqlite3.Row, audit: AuditLog) ->
     if kind in NEVER_ALERTS:
         return _join_incident(conn, event, audit)
     if event["qualifier"] == RESTORE:
-        return _restore(conn, event, audit) if priority == Priority.TROUBLE else None
+        if priority == Priority.TROUBLE:
+            return _restore(conn, event, audit)
+        # "The person has left", "the smoke has cleared": part of the incident, never its end
+        # (an operator closes an alarm) and never an alert of its own.
+        return _join_incident(conn, event, audit)
     if priority == Priority.TROUBLE:
         key = trouble_key(event["hub"], kind, event["zone"])
         found = conn.execute(

@@ -59,10 +59,11 @@ def test_an_alarm_its_camera_incident_and_a_late_silence_are_one_incident(
             received("panic", t=30),
             received("panic", hub="h2", t=31),  # another hub: its own alert
             received("silenced", t=INCIDENT_WINDOW_S + 300),  # late, still this incident
+            received("person", zone="gate-cam", qualifier="R", t=INCIDENT_WINDOW_S + 400),
         ]
     )
     changes = book.follow()
-    assert [c.action for c in changes] == ["opened", "joined", "opened", "joined"]
+    assert [c.action for c in changes] == ["opened", "joined", "opened", "joined", "joined"]
     first = book.get(changes[0].alert_id)
     assert first is not None
     # The panic names the incident: it is more urgent than the detection it joined.
@@ -71,9 +72,15 @@ def test_an_alarm_its_camera_incident_and_a_late_silence_are_one_incident(
         "z1",
         0,
         120,
-        3,
+        4,
     )
-    assert [e["kind"] for e in book.events_of(first.id)] == ["person", "panic", "silenced"]
+    assert [e["kind"] for e in book.events_of(first.id)] == [
+        "person",
+        "panic",
+        "silenced",
+        "person",
+    ]
+    assert first.state == NEW  # the person gone does not close the alarm
 
 
 def test_an_alarm_after_the_window_opens_a_new_alert(store: EventStore, book: AlertBook) -> None:
