@@ -5,8 +5,8 @@
   key) and its ``cmd_result``s from MQTT (``commune.hub_watch``);
 - supervises the hubs (``commune.supervision``): a hub offline, silent past its window, or
   expected and never heard raises a communication-trouble event (Contact ID 350) of the
-  receiver's own, restored when it is back; so do alarms left undelivered and a clock left
-  unsynchronised;
+  receiver's own (``commune.hub_troubles``), restored when it is back; so do alarms left
+  undelivered and a clock left unsynchronised;
 - escalates alerts nobody acknowledges (``commune.notify.escalation``, once a second) and sends
   the notifications from their durable queue (``commune.notify.sender``, a thread of its own);
 - sends operators' commands, signed by the commune for the operator.
@@ -18,13 +18,11 @@ Listeners (``listen``) are told of every change, on the desk's thread: ``{"type"
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +31,18 @@ from commune.audit import SYSTEM, AuditLog
 from commune.commands import COUNTER_FILE, CommandSendError, CounterStore, sign_command
 from commune.config import ReceiverConfig
 from commune.db import Db
+from commune.hub_troubles import TroubleLog
 from commune.hub_watch import HubReport, HubWatch
 from commune.hubs import CommandRecord, ExpectedHub, HubBook, sign_of_life
 from commune.notify.escalation import Escalator
 from commune.notify.queue import NotificationQueue
 from commune.notify.sender import NotificationSender
 from commune.receiver import DB_FILENAME
-from commune.store import INSERT_SQL, EventStore, ReceivedEvent, event_row
+from commune.store import EventStore
 from commune.supervision import Trouble, assess
 from commune.trust import HubKeyring, load_commune_key
 from core.errors import TuquanError
-from core.events import KINDS, NEW, RESTORE, utc_iso
-from core.ids import new_event_id
+from core.events import NEW, RESTORE, utc_iso
 from core.safe_json import loads_untrusted
 from core.signing import KeyFileError, SigningKey
 from gateway.broker import BrokerSettings
@@ -58,17 +56,6 @@ MAX_RESULT_BYTES = 16 * 1024
 TICK_S = 0.25  # how often the desk looks without being woken (another process's writes)
 SUPERVISE_EVERY_S = 1.0
 OPERATOR_ACTIONS = ("acknowledged", "closed")  # what another process (tuquan watch) may do
-
-TROUBLE_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS hub_troubles (
-        hub TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        since TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        PRIMARY KEY (hub, kind)
-    )""",
-)
 
 
 class DeskError(TuquanError):
@@ -100,7 +87,7 @@ class Desk:
             self.audit = AuditLog(self.db)
             self.alerts = AlertBook(self.db, self.audit)
             self.hubs = HubBook(self.db)
-            self.db.schema(TROUBLE_SCHEMA)
+            self.trouble_log = TroubleLog(self.db, self.commune)
         except (OSError, sqlite3.Error) as exc:
             # A damaged or unreadable file is left as it is, for the operator to look at.
             raise DeskError(f"cannot open the store {self.db_path}: {exc}") from exc
@@ -417,9 +404,7 @@ class Desk:
     # -- supervision -----------------------------------------------------------------------
 
     def _supervise(self, now: float) -> None:
-        raised: dict[str, dict[str, str]] = {}
-        for row in self.db.read("SELECT hub, kind, event_id FROM hub_troubles"):
-            raised.setdefault(row["hub"], {})[row["kind"]] = row["event_id"]
+        raised = self.trouble_log.raised()
         signed = self._keyring.enabled
         windows = [h.supervision_s for h in self.config.hubs if h.supervision_s]
         shortest = min([self.config.supervision.default_window_s, *windows])
@@ -439,67 +424,11 @@ class Desk:
             had = raised.get(hub.hub, {})
             for kind, trouble in troubles.items():
                 if kind not in had:
-                    self._report_trouble(hub.hub, trouble, NEW, now)
+                    self.trouble_log.report(hub.hub, trouble, NEW, now)
             for kind in had:
                 if kind not in troubles:
-                    self._report_trouble(hub.hub, Trouble(kind, "back"), RESTORE, now)
-
-    def _report_trouble(self, hub: str, trouble: Trouble, qualifier: str, now: float) -> None:
-        """Store the receiver's own trouble (or restore) event for ``hub`` and what is raised,
-        in one transaction; the alert follows from the event like any other."""
-        at = utc_iso(now)
-        kind = KINDS[trouble.kind]
-        item = ReceivedEvent(
-            id=new_event_id(),
-            hub=hub,
-            commune=self.commune,
-            seq=0,
-            kind=trouble.kind,
-            priority=int(kind.priority),
-            zone=trouble.zone,
-            source="receiver",
-            ts=at,
-            clock_synced=True,
-            cid=kind.cid,
-            qualifier=qualifier,
-            data={"reason": trouble.reason},
-            received_at=at,
-            payload="",
-        )
-        payload = {
-            "id": item.id,
-            "hub": hub,
-            "seq": 0,
-            "kind": item.kind,
-            "priority": item.priority,
-            "zone": item.zone,
-            "source": item.source,
-            "ts": at,
-            "clock_synced": True,
-            "cid": item.cid,
-            "qualifier": qualifier,
-            "data": item.data,
-        }
-        text = json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
-        with self.db.tx() as conn:
-            conn.execute(INSERT_SQL, event_row(replace(item, payload=text)))
-            if qualifier == NEW:
-                conn.execute(
-                    "INSERT OR REPLACE INTO hub_troubles VALUES (?, ?, ?, ?, ?)",
-                    (hub, trouble.kind, at, trouble.reason, item.id),
-                )
-            else:
-                conn.execute(
-                    "DELETE FROM hub_troubles WHERE hub = ? AND kind = ?", (hub, trouble.kind)
-                )
-        log.warning(
-            "hub %s: %s %s (%s)",
-            hub,
-            trouble.kind,
-            "raised" if qualifier == NEW else "restored",
-            trouble.reason,
-        )
+                    self.trouble_log.report(hub.hub, Trouble(kind, "back"), RESTORE, now)
 
     def troubles(self) -> list[dict[str, Any]]:
         """The receiver-side troubles raised now, by hub."""
-        return [dict(r) for r in self.db.read("SELECT * FROM hub_troubles ORDER BY hub, kind")]
+        return self.trouble_log.all()
