@@ -8,7 +8,9 @@
 #   - Mosquitto, the broker the tests and the demo start (apt-get, where it is missing);
 #   - with --clients, also mosquitto_sub/mosquitto_pub (package mosquitto-clients);
 #   - with --tests, also what only the tests use: Debian's chromium, which the console's
-#     browser tests drive through Playwright (a browser is never downloaded);
+#     browser tests drive through Playwright (a browser is never downloaded), and Debian's
+#     postgresql server, whose binaries the tests run as clusters of their own (the package's
+#     own cluster is left as it is);
 #   - systemd-analyze (package systemd, where it is missing), which scores the unit files;
 #   - GStreamer's RTSP server for the system Python (apt-get, where missing): the camera tests
 #     serve a real RTSP camera on loopback with it (they are skipped without it);
@@ -112,6 +114,11 @@ fi
 # -- Chromium (tests/test_console_browser.py drives it with Playwright) -------------------------
 if [ "$tests" = 1 ] && ! have chromium; then
     apt_install chromium || say "chromium not installed: the console's browser tests will be skipped"
+fi
+
+# -- PostgreSQL's server (testkit/postgres.py runs initdb and pg_ctl from it) -----------------
+if [ "$tests" = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    apt_install postgresql || say "postgresql not installed: the PostgreSQL tests will be skipped"
 fi
 
 # -- systemd-analyze (tests/test_systemd.py scores and verifies the unit files offline) --------
