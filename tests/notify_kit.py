@@ -4,20 +4,14 @@ from stored events, a receiver config, and a real HTTP endpoint on loopback."""
 from __future__ import annotations
 
 import dataclasses
-import errno
 import json
-import os
-import subprocess
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from commune.alerts import Alert, AlertBook
 from commune.audit import AuditLog, AuditRecord
@@ -28,6 +22,7 @@ from commune.notify.queue import NotificationQueue
 from commune.store import EventStore, ReceivedEvent
 from core.events import RESTORE, Event, utc_now_iso
 from testkit.broker import free_port
+from testkit.disks import fill, small_disk  # noqa: F401 - the tests import them from here
 from testkit.waiting import Collected
 
 COMMUNE = "phuong-1"
@@ -240,40 +235,3 @@ class Endpoint:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-# -- a full disk ------------------------------------------------------------------------------
-
-
-@contextmanager
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MB tmpfs mounted for the test (root only, as CI runs the suite)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs to fill needs root (CI runs the suite as root)")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"this machine refuses to mount a tmpfs: {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    """Fill the filesystem to the last byte; returns the filler file (delete it to free)."""
-    filler = disk / "filler"
-    chunk = bytes(64 * 1024)
-    with filler.open("wb", buffering=0) as f:
-        for size in (len(chunk), 4096, 512, 1):
-            try:
-                while True:
-                    f.write(chunk[:size])
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
-    return filler

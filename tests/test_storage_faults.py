@@ -7,12 +7,10 @@ skipped with the reason where the machine refuses the mount.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
 import random
-import subprocess
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -24,6 +22,8 @@ from commune.receiver import Receiver
 from commune.store import EventStore
 from gateway.service import OUTBOX_FILE
 from hw_sim.simulator import SimulatedHub
+from testkit.disks import fill
+from testkit.disks import small_disk as mounted_small_disk
 from testkit.hubs import COMMUNE, EVENTS, outbox_counts, press_and_release, sim_hub
 from testkit.mqtt import Subscriber
 from testkit.receivers import running_receiver
@@ -205,35 +205,8 @@ def test_a_damaged_seq_record_is_reported_and_rewritten(mosquitto, tmp_path: Pat
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 4 MB tmpfs mounted for the test."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs to fill needs root (CI runs the suite as root)")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"this machine refuses to mount a tmpfs: {done.stderr.strip()}")
-    try:
+    with mounted_small_disk(tmp_path) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    """Fill the filesystem to the last byte; returns the filler file (delete it to free)."""
-    filler = disk / "filler"
-    chunk = bytes(64 * 1024)
-    with filler.open("wb", buffering=0) as f:
-        for size in (len(chunk), 4096, 512, 1):
-            try:
-                while True:
-                    f.write(chunk[:size])
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
-    return filler
 
 
 def test_a_full_disk_sends_alarms_from_memory_and_writes_them_once_space_returns(
