@@ -1,11 +1,15 @@
 """Committing a batch of valid events without letting one message jam the receiver.
 
 Two kinds of storage failure, told apart by the exception:
-- *transient*: the disk or the file is sick (``sqlite3.OperationalError``: full, I/O error,
-  locked; a bare ``sqlite3.DatabaseError``; ``OSError``). Nothing is wrong with the messages, so
-  the batch is retried with backoff while the broker keeps it unacknowledged.
+- *transient*: the disk, the file or the database server is sick (``sqlite3.OperationalError``:
+  full, I/O error, locked; a bare ``sqlite3.DatabaseError``; ``OSError``; on PostgreSQL a lost
+  connection, a failover, a read-only standby, a server shutting down, a missing table, a
+  commit the synchronous standby did not confirm). Nothing is wrong with the messages, so the
+  batch is retried with backoff while the broker keeps it unacknowledged.
 - *for good*: the message itself cannot be stored (``OverflowError``, ``ValueError``,
-  ``TypeError``, ``sqlite3.IntegrityError``/``InterfaceError``/``DataError``, anything else).
+  ``TypeError``, ``sqlite3.IntegrityError``/``InterfaceError``/``DataError``, psycopg's
+  ``DataError``/``IntegrityError`` such as a NUL in text or a number out of range, anything
+  else).
   Retrying would fail forever and hold back every message behind it, so the batch is stored
   again one message at a time to find the poison, which goes to the store's ``quarantine``
   table; the rest of the batch is stored as usual.
@@ -24,6 +28,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
+
+import psycopg
 
 from commune.store import EventStore, ReceivedEvent
 
@@ -56,9 +62,12 @@ class Pending:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True if retrying may succeed: the failure is the disk's or the file's, not the message's."""
+    """True if retrying may succeed: the failure is the disk's, the file's or the server's, not
+    the message's."""
     if isinstance(exc, sqlite3.OperationalError | OSError):
         return True
+    if isinstance(exc, psycopg.Error):
+        return not isinstance(exc, psycopg.DataError | psycopg.IntegrityError)
     # IntegrityError, DataError, InterfaceError... are subclasses: those are the message's.
     return type(exc) is sqlite3.DatabaseError
 

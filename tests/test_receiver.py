@@ -296,5 +296,5 @@ def test_store_keeps_each_id_once_across_reopen(tmp_path: Path) -> None:
         got = store.get(b.id)
         assert got is not None and got["kind"] == "heat" and got["cid"] == 114
         assert got["clock_synced"] is False and got["data"] == {}
-        assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert store.db.read_one("PRAGMA journal_mode")[0] == "wal"
+        assert store.db.read_one("PRAGMA synchronous")[0] == 2  # FULL

@@ -659,9 +659,10 @@ def test_the_feed_position_survives_a_reopen_and_an_older_file_starts_after_its_
         store.set_feed_position(2)
     with EventStore(path) as store:
         assert store.feed_position() == 2
-        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+        assert store.db.read_one("PRAGMA synchronous")[0] == 2  # FULL again
         # A file from before the feed: no meta table.
-        store._conn.execute("DROP TABLE meta")
+        with store.db.tx() as conn:
+            conn.execute("DROP TABLE meta")
     with EventStore(path) as store:
         assert store.feed_position() == 3
 
