@@ -63,7 +63,28 @@ class Postgres:
     @property
     def url(self) -> str:
         """A libpq URL for the ``postgres`` database as the superuser."""
-        return f"postgresql://{SERVICE_USER}@{self.host}:{self.port}/postgres"
+        return self.url_for("postgres")
+
+    def url_for(self, database: str) -> str:
+        return f"postgresql://{SERVICE_USER}@{self.host}:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        """A new, empty database (C collation, as docs/province.md asks); its URL."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(
+                f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING UTF8 LOCALE "C.UTF-8"'
+            )
+        return self.url_for(name)
+
+    def sql(self, statement: str, database: str = "postgres") -> list[tuple[object, ...]]:
+        """Run one statement as the superuser; its rows (none for a command)."""
+        import psycopg
+
+        with psycopg.connect(self.url_for(database), autocommit=True) as conn:
+            cur = conn.execute(statement)
+            return list(cur.fetchall()) if cur.description else []
 
     def _run(self, args: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         command = list(args)
@@ -123,6 +144,31 @@ class Postgres:
             check=False,
         )
 
+    def kill(self) -> None:
+        """SIGKILL the server's postmaster, as a machine that died would leave it; its
+        backends exit when they notice (a few hundred milliseconds)."""
+        import signal
+
+        try:
+            pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+
+    def promote(self) -> None:
+        """Make this standby a primary (``pg_ctl promote``, waiting until it is)."""
+        self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-t", "60", "promote"])
+
+    def make_synchronous(self, *standbys: str) -> None:
+        """Commits on this primary wait for the first of ``standbys`` (application names)."""
+        names = ", ".join(f'"{n}"' for n in standbys)
+        value = f"FIRST 1 ({names})" if standbys else ""
+        self.sql(f"ALTER SYSTEM SET synchronous_standby_names = '{value}'")
+        self.sql("SELECT pg_reload_conf()")
+
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -132,6 +178,29 @@ class Postgres:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def streaming_standby(primary: Postgres, name: str = "standby1") -> Postgres:
+    """A standby of ``primary`` (``pg_basebackup -R``), streaming as application ``name``;
+    not started."""
+    standby = Postgres()
+    if os.geteuid() == 0:
+        shutil.chown(standby.root, SERVICE_USER, SERVICE_USER)
+    source = f"host={primary.host} port={primary.port} user={SERVICE_USER} application_name={name}"
+    standby._run(
+        [
+            str(standby.bin / "pg_basebackup"),
+            "-d",
+            source,
+            "-D",
+            str(standby.data),
+            "-R",
+            "-X",
+            "stream",
+            "--no-sync",
+        ]
+    )
+    return standby
 
 
 @contextmanager

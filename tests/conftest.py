@@ -8,10 +8,14 @@ lines. Every broker is killed when the test ends, whatever happened.
 ``start_receiver`` starts receivers for the commune of ``hub_topics``, and ``hub`` publishes as
 that hub and hears its receipts; a module names its own hub by overriding ``hub_topics`` (and
 ``receiver_options``, passed to every receiver it starts).
+
+``pg_url`` is an empty PostgreSQL database of the test's own, on one cluster the session starts
+(``pg_server``, skipped with the reason where the server is not installed).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,8 @@ from core.topics import HubTopics
 from testkit.broker import Broker, Brokers, MosquittoMissing
 from testkit.hubs import COMMUNE, HUB
 from testkit.mqtt import Subscriber
+from testkit.postgres import Postgres
+from testkit.postgres import missing_reason as postgres_missing_reason
 from testkit.receivers import Receivers
 
 
@@ -78,3 +84,29 @@ def hub(mosquitto: Broker, hub_topics: HubTopics) -> Iterator[Subscriber]:
     """The hub's side of the link: publishes events, hears its receipts."""
     with Subscriber(mosquitto, hub_topics.receipt) as sub:
         yield sub
+
+
+# -- PostgreSQL: one cluster of the suite's own, a fresh database per test ----------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Postgres]:
+    reason = postgres_missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    server = Postgres()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop("immediate")
+        server.remove()
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def pg_url(pg_server: Postgres) -> str:
+    """A URL of an empty database of this test's own on the suite's cluster."""
+    return pg_server.create_database(f"test_{next(_databases)}")
