@@ -148,10 +148,10 @@ def test_keys_and_feed_position_and_other_connections_commits(pg_url: str) -> No
         assert store.data_version() == version  # its own commits are not another's
         assert other.enrol_hub_key(HUB, "key-text", "fp1", utc_now_iso()) is True
         wait_until(lambda: store.data_version() != version, timeout=10)
-        assert [k.fingerprint for k in store.hub_keys()] == ["fp1"]
+        assert [k.fingerprint for k in store.hub_keys()] == ["fp3", "fp1"]
         assert other.enrol_hub_key(HUB, "key-text", "fp1", utc_now_iso()) is False
         assert other.enrol_hub_key(HUB, "key-2", "fp2", utc_now_iso()) is True
-        assert [k.fingerprint for k in store.hub_keys()] == ["fp1", "fp2"]
+        assert [k.fingerprint for k in store.hub_keys()] == ["fp3", "fp1", "fp2"]
         assert other.revoke_hub_keys(HUB, utc_now_iso(), "fp1") == 1
         assert store.feed_position() == 0
         store.set_feed_position(7)
