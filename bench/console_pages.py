@@ -40,7 +40,7 @@ from commune.config import parse_receiver_config
 from commune.db import Db, Params
 from commune.desk import Desk, Listener
 from commune.hubs import HubBook
-from commune.receiver import DB_FILENAME
+from commune.locations import DB_FILENAME
 from console.app import create_app
 
 HUBS = 4000

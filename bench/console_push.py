@@ -47,7 +47,8 @@ from bench.console_web import Served, SseClient, SseEvent, login
 from commune.config import ReceiverConfig, parse_receiver_config
 from commune.desk import Desk
 from commune.launch import receiver_broker_settings
-from commune.receiver import DB_FILENAME, Receiver
+from commune.locations import DB_FILENAME
+from commune.receiver import Receiver
 from console.app import create_app
 from console.run import stop_server
 from console.streams import PING_S

@@ -21,13 +21,12 @@ acknowledged, then newest first.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from commune.audit import AuditLog
-from commune.db import Db
+from commune.db import Connection, Db, Row
 from commune.incidents import (
     ACKNOWLEDGED,
     CLOSED,
@@ -87,7 +86,7 @@ SCHEMA = (
 )
 
 
-EventHook = Callable[[sqlite3.Connection, sqlite3.Row], None]
+EventHook = Callable[[Connection, Row], None]
 
 
 __all__ = [
@@ -145,7 +144,7 @@ class AlertBook:
         self.audit = audit if audit is not None else AuditLog(db)
         db.schema(SCHEMA)
         with db.tx() as conn:
-            if _has_events_table(conn):
+            if db.has_table("events"):
                 # A hub's recent events (the alert page, the hubs board), newest first.
                 conn.execute(
                     "CREATE INDEX IF NOT EXISTS idx_events_hub_received "
@@ -181,7 +180,7 @@ class AlertBook:
         self, limit: int, on_event: EventHook | None, changes: list[AlertChange]
     ) -> int:
         with self.db.tx() as conn:
-            if not _has_events_table(conn):
+            if not self.db.has_table("events"):
                 return 0
             row = conn.execute("SELECT value FROM desk_meta WHERE key = ?", (POSITION_KEY,))
             found = row.fetchone()
@@ -263,7 +262,7 @@ class AlertBook:
         row = self.db.read_one("SELECT * FROM alerts WHERE id = ?", (alert_id,))
         return _alert(row) if row is not None else None
 
-    def _get(self, conn: sqlite3.Connection, alert_id: int) -> Alert:
+    def _get(self, conn: Connection, alert_id: int) -> Alert:
         if not _valid_id(alert_id):
             raise AlertError(f"no alert {str(alert_id)[:40]}")
         row = conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
@@ -361,9 +360,12 @@ def _valid_id(alert_id: object) -> bool:
     return isinstance(alert_id, int) and not isinstance(alert_id, bool) and 0 < alert_id < 2**63
 
 
-def event_dict(row: sqlite3.Row) -> dict[str, Any]:
+_NOT_SHOWN = frozenset({"payload", "rowid"})  # the raw message; PostgreSQL's store order
+
+
+def event_dict(row: Row) -> dict[str, Any]:
     """A stored event row as a dict: ``data`` decoded, flags as booleans, no raw payload."""
-    out = {k: row[k] for k in row.keys() if k != "payload"}  # noqa: SIM118 (sqlite3.Row)
+    out = {k: row[k] for k in row.keys() if k not in _NOT_SHOWN}  # noqa: SIM118 (a store row)
     try:
         out["data"] = json.loads(out.get("data") or "{}")
     except ValueError:
@@ -374,12 +376,5 @@ def event_dict(row: sqlite3.Row) -> dict[str, Any]:
     return out
 
 
-def _alert(row: sqlite3.Row) -> Alert:
-    return Alert(**{k: row[k] for k in row.keys()})  # noqa: SIM118 (sqlite3.Row)
-
-
-def _has_events_table(conn: sqlite3.Connection) -> bool:
-    row = conn.execute(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'events'"
-    ).fetchone()
-    return bool(row[0])
+def _alert(row: Row) -> Alert:
+    return Alert(**{k: row[k] for k in row.keys()})  # noqa: SIM118 (a store row)

@@ -4,6 +4,7 @@
 [receiver]
 commune = "phuong-1"
 share_group = "police"      # optional: MQTT shared subscription, for several receivers
+store = "postgresql://tuquan@db1,db2/tuquan"   # optional: default <data dir>/receiver.sqlite3
 
 [broker]                    # the same keys as a hub's [broker] (docs/config.md)
 host = "mqtt.commune.example"
@@ -42,6 +43,7 @@ from commune.desk_config import (
     SupervisionConfig,
     target_name,
 )
+from commune.locations import store_setting
 from core.errors import ConfigError
 from settings import BrokerConfig, Frozen, LoadContext, pydantic_errors, read_toml
 from settings.validators import Id
@@ -65,6 +67,8 @@ class ReceiverSection(Frozen):
     commune: Id
     share_group: Annotated[StrictStr, AfterValidator(share_group_name)] | None = None
     client_id: Annotated[StrictStr, Field(min_length=1)] | None = None
+    # A SQLite file or a PostgreSQL URL (commune.locations); default <data dir>/receiver.sqlite3.
+    store: Annotated[StrictStr, AfterValidator(store_setting)] | None = None
 
 
 class ReceiverConfig(Frozen):

@@ -19,7 +19,6 @@ Listeners (``listen``) are told of every change, on the desk's thread: ``{"type"
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -30,14 +29,14 @@ from commune.alerts import Alert, AlertBook
 from commune.audit import SYSTEM, AuditLog
 from commune.commands import COUNTER_FILE, CommandSendError, CounterStore, sign_command
 from commune.config import ReceiverConfig
-from commune.db import Db
+from commune.db import OPEN_ERRORS, open_db, shown_location
 from commune.hub_troubles import TroubleLog
 from commune.hub_watch import HubReport, HubWatch
 from commune.hubs import CommandRecord, ExpectedHub, HubBook, sign_of_life
+from commune.locations import store_location
 from commune.notify.escalation import Escalator
 from commune.notify.queue import NotificationQueue
 from commune.notify.sender import NotificationSender
-from commune.receiver import DB_FILENAME
 from commune.store import EventStore
 from commune.supervision import Trouble, assess
 from commune.trust import HubKeyring, load_commune_key
@@ -73,24 +72,26 @@ class Desk:
         broker: BrokerSettings,
         *,
         clock: Callable[[], float] = time.time,
+        store: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.config = config
         self.commune = config.receiver.commune
         self.clock = clock
-        self.db_path = self.data_dir / DB_FILENAME
+        self.db_path = store_location(config.receiver.store, self.data_dir, store)
+        self.store_shown = shown_location(self.db_path)
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             # The events table is the receiver's; made here too so the desk can start first.
             EventStore(self.db_path).close()
-            self.db = Db(self.db_path)
+            self.db = open_db(self.db_path)
             self.audit = AuditLog(self.db)
             self.alerts = AlertBook(self.db, self.audit)
             self.hubs = HubBook(self.db)
             self.trouble_log = TroubleLog(self.db, self.commune)
-        except (OSError, sqlite3.Error) as exc:
+        except OPEN_ERRORS as exc:
             # A damaged or unreadable file is left as it is, for the operator to look at.
-            raise DeskError(f"cannot open the store {self.db_path}: {exc}") from exc
+            raise DeskError(f"cannot open the store {self.store_shown}: {exc}") from exc
         self.hubs.set_expected(
             ExpectedHub(
                 hub=h.id,

@@ -91,10 +91,14 @@ class TroubleLog:
         }
         text = json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
         with self.db.tx() as conn:
+            self.db.events_write_lock(conn)
             conn.execute(INSERT_SQL, event_row(replace(item, payload=text)))
             if qualifier == NEW:
                 conn.execute(
-                    "INSERT OR REPLACE INTO hub_troubles VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO hub_troubles (hub, kind, since, reason, event_id) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (hub, kind) DO UPDATE SET "
+                    "since = excluded.since, reason = excluded.reason, "
+                    "event_id = excluded.event_id",
                     (hub, trouble.kind, at, trouble.reason, item.id),
                 )
             else:

@@ -14,13 +14,12 @@ unsynchronised (``unsynced_since``).
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from commune.db import Db
+from commune.db import SQLITE, Connection, Db, Row
 from core.events import utc_now_iso
 
 SCHEMA = (
@@ -169,8 +168,8 @@ class HubBook:
             self._seen(conn, hub, at)
             conn.execute(
                 "UPDATE hubs SET health = ?, health_at = ?, health_verified = ?, "
-                "backlog_since = CASE WHEN ? THEN coalesce(backlog_since, ?) END, "
-                "unsynced_since = CASE WHEN ? THEN coalesce(unsynced_since, ?) END "
+                "backlog_since = CASE WHEN ? = 1 THEN coalesce(backlog_since, ?) END, "
+                "unsynced_since = CASE WHEN ? = 1 THEN coalesce(unsynced_since, ?) END "
                 "WHERE hub = ?",
                 (
                     text,
@@ -184,9 +183,7 @@ class HubBook:
                 ),
             )
 
-    def record_event(
-        self, hub: str, kind: str, at: str, conn: sqlite3.Connection | None = None
-    ) -> None:
+    def record_event(self, hub: str, kind: str, at: str, conn: Connection | None = None) -> None:
         """A hub's event was stored (received at ``at``); inside ``conn``'s transaction when
         given."""
         with self.db.tx() if conn is None else nullcontext(conn) as conn:
@@ -198,10 +195,10 @@ class HubBook:
             )
 
     @staticmethod
-    def _seen(conn: sqlite3.Connection, hub: str, at: str) -> None:
+    def _seen(conn: Connection, hub: str, at: str) -> None:
         conn.execute(
             "INSERT INTO hubs (hub, first_seen_at) VALUES (?, ?) ON CONFLICT(hub) DO UPDATE "
-            "SET first_seen_at = coalesce(first_seen_at, excluded.first_seen_at)",
+            "SET first_seen_at = coalesce(hubs.first_seen_at, excluded.first_seen_at)",
             (hub, at),
         )
 
@@ -222,9 +219,10 @@ class HubBook:
         The rest are alive on every count, and stay unread: with thousands of healthy hubs
         the look once a second costs an index-free scan, not thousands of objects."""
         health = "health_verified = 1" if signed else "coalesce(health_verified, 1) = 1"
-        status = "0" if signed else "status = 'online'"
+        status = "0 = 1" if signed else "status = 'online'"
+        greatest = "max" if self.db.dialect == SQLITE else "GREATEST"
         life = (
-            "max(coalesce(last_event_at, ''), "
+            f"{greatest}(coalesce(last_event_at, ''), "
             f"CASE WHEN {health} THEN coalesce(health_at, '') ELSE '' END, "
             f"CASE WHEN {status} THEN coalesce(status_at, '') ELSE '' END)"
         )
@@ -247,8 +245,8 @@ class HubBook:
         """A signed command as it was published."""
         with self.db.tx() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO commands (id, hub, name, args, operator, alert_id, sent_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO commands (id, hub, name, args, operator, alert_id, sent_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 (
                     str(command["id"]),
                     str(command["hub"]),
@@ -304,13 +302,13 @@ class HubBook:
         return [_command(r) for r in rows]
 
 
-def sign_of_life(hubs: HubBook) -> Callable[[sqlite3.Connection, sqlite3.Row], None]:
+def sign_of_life(hubs: HubBook) -> Callable[[Connection, Row], None]:
     """The ``on_event`` hook of ``AlertBook.follow`` that records each hub's newest event in
     the same transaction (every console that follows the store passes it, so whichever follows
     an event first records it). The receiver's own supervision events speak about a hub, not
     for it, and do not count."""
 
-    def record(conn: sqlite3.Connection, event: sqlite3.Row) -> None:
+    def record(conn: Connection, event: Row) -> None:
         if event["source"] != "receiver":
             hubs.record_event(event["hub"], event["kind"], event["received_at"], conn=conn)
 
@@ -321,8 +319,8 @@ def _positive(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def _hub(row: sqlite3.Row) -> HubRow:
-    out = {k: row[k] for k in row.keys()}  # noqa: SIM118 (sqlite3.Row)
+def _hub(row: Row) -> HubRow:
+    out = {k: row[k] for k in row.keys()}  # noqa: SIM118 (a store row)
     out["expected"] = bool(out["expected"])
     out["health"] = json.loads(out["health"]) if out["health"] else None
     if out["health_verified"] is not None:
@@ -330,8 +328,8 @@ def _hub(row: sqlite3.Row) -> HubRow:
     return HubRow(**out)
 
 
-def _command(row: sqlite3.Row) -> CommandRecord:
-    out = {k: row[k] for k in row.keys()}  # noqa: SIM118 (sqlite3.Row)
+def _command(row: Row) -> CommandRecord:
+    out = {k: row[k] for k in row.keys()}  # noqa: SIM118 (a store row)
     out["args"] = json.loads(out["args"])
     out["result"] = json.loads(out["result"]) if out["result"] else None
     if out["ok"] is not None:

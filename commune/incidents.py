@@ -16,17 +16,18 @@ Each rule runs inside the caller's transaction, with its audit record.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from commune.audit import SYSTEM, AuditLog
+from commune.db import Connection, Row
 from core.events import RESTORE, Priority, utc_iso, utc_now_iso
 
 INCIDENT_WINDOW_S = 120.0
 NEW, ACKNOWLEDGED, CLOSED = "new", "acknowledged", "closed"
 RESTORED = "restored"  # the outcome of a trouble its restore closed
 NEVER_ALERTS = frozenset({"silenced"})  # a siren silenced is part of an incident, never one
+JOIN_EVENT = "INSERT INTO alert_events (alert_id, event_id) VALUES (?, ?) ON CONFLICT DO NOTHING"
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def _before(iso: str, seconds: float) -> str:
     return utc_iso((datetime.fromisoformat(iso) - timedelta(seconds=seconds)).timestamp())
 
 
-def take_event(conn: sqlite3.Connection, event: sqlite3.Row, audit: AuditLog) -> AlertChange | None:
+def take_event(conn: Connection, event: Row, audit: AuditLog) -> AlertChange | None:
     priority = int(event["priority"])
     kind = event["kind"]
     if priority >= Priority.TELEMETRY:
@@ -79,9 +80,7 @@ def take_event(conn: sqlite3.Connection, event: sqlite3.Row, audit: AuditLog) ->
     return _open(conn, event, None, audit)
 
 
-def _join_incident(
-    conn: sqlite3.Connection, event: sqlite3.Row, audit: AuditLog
-) -> AlertChange | None:
+def _join_incident(conn: Connection, event: Row, audit: AuditLog) -> AlertChange | None:
     """A siren silenced belongs to the hub's newest open alarm incident, however late."""
     found = conn.execute(
         "SELECT id FROM alerts WHERE hub = ? AND state != ? AND trouble_key IS NULL "
@@ -91,14 +90,12 @@ def _join_incident(
     return _join(conn, int(found[0]), event, audit) if found is not None else None
 
 
-def _open(
-    conn: sqlite3.Connection, event: sqlite3.Row, key: str | None, audit: AuditLog
-) -> AlertChange:
+def _open(conn: Connection, event: Row, key: str | None, audit: AuditLog) -> AlertChange:
     at = event["received_at"]
     cur = conn.execute(
         "INSERT INTO alerts (hub, kind, zone, cid, priority, origin, state, opened_at, "
         "first_event_id, last_event_at, events, trouble_key) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?) RETURNING id",
         (
             event["hub"],
             event["kind"],
@@ -113,8 +110,8 @@ def _open(
             key,
         ),
     )
-    alert_id = int(cur.lastrowid or 0)
-    conn.execute("INSERT OR IGNORE INTO alert_events VALUES (?, ?)", (alert_id, event["id"]))
+    alert_id = int(cur.fetchone()[0])
+    conn.execute(JOIN_EVENT, (alert_id, event["id"]))
     audit.append(
         SYSTEM,
         "opened",
@@ -127,24 +124,25 @@ def _open(
     return AlertChange(alert_id, "opened", event["id"])
 
 
-def _join(
-    conn: sqlite3.Connection, alert_id: int, event: sqlite3.Row, audit: AuditLog
-) -> AlertChange:
-    cur = conn.execute("INSERT OR IGNORE INTO alert_events VALUES (?, ?)", (alert_id, event["id"]))
+def _join(conn: Connection, alert_id: int, event: Row, audit: AuditLog) -> AlertChange:
+    cur = conn.execute(JOIN_EVENT, (alert_id, event["id"]))
     if cur.rowcount:
         # The most urgent event names the incident: a person detection joined by a panic
         # becomes a panic alert.
         conn.execute(
-            "UPDATE alerts SET events = events + 1, last_event_at = max(last_event_at, ?), "
+            "UPDATE alerts SET events = events + 1, "
+            "last_event_at = CASE WHEN ? > last_event_at THEN ? ELSE last_event_at END, "
             "kind = CASE WHEN ? < priority THEN ? ELSE kind END, "
             "zone = CASE WHEN ? < priority THEN ? ELSE zone END, "
             "cid = CASE WHEN ? < priority THEN ? ELSE cid END, "
-            "priority = min(priority, ?) WHERE id = ?",
+            "priority = CASE WHEN ? < priority THEN ? ELSE priority END WHERE id = ?",
             (
+                event["received_at"],
                 event["received_at"],
                 *(int(event["priority"]), event["kind"]),
                 *(int(event["priority"]), event["zone"]),
                 *(int(event["priority"]), int(event["cid"])),
+                int(event["priority"]),
                 int(event["priority"]),
                 alert_id,
             ),
@@ -160,7 +158,7 @@ def _join(
     return AlertChange(alert_id, "joined", event["id"])
 
 
-def _restore(conn: sqlite3.Connection, event: sqlite3.Row, audit: AuditLog) -> AlertChange | None:
+def _restore(conn: Connection, event: Row, audit: AuditLog) -> AlertChange | None:
     key = trouble_key(event["hub"], event["kind"], event["zone"])
     found = conn.execute(
         "SELECT id FROM alerts WHERE trouble_key = ? AND state != ? ORDER BY id DESC LIMIT 1",
@@ -170,11 +168,12 @@ def _restore(conn: sqlite3.Connection, event: sqlite3.Row, audit: AuditLog) -> A
         return None
     alert_id = int(found[0])
     now = utc_now_iso()
-    conn.execute("INSERT OR IGNORE INTO alert_events VALUES (?, ?)", (alert_id, event["id"]))
+    conn.execute(JOIN_EVENT, (alert_id, event["id"]))
     conn.execute(
-        "UPDATE alerts SET state = ?, closed_by = ?, closed_at = ?, outcome = ?, "
-        "events = events + 1, last_event_at = max(last_event_at, ?) WHERE id = ?",
-        (CLOSED, SYSTEM, now, RESTORED, event["received_at"], alert_id),
+        "UPDATE alerts SET state = ?, closed_by = ?, closed_at = ?, outcome = ?, events = events "
+        "+ 1, last_event_at = CASE WHEN ? > last_event_at THEN ? ELSE last_event_at END "
+        "WHERE id = ?",
+        (CLOSED, SYSTEM, now, RESTORED, event["received_at"], event["received_at"], alert_id),
     )
     audit.append(
         SYSTEM,

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from commune.config import ReceiverConfig
-from commune.receiver import DB_FILENAME, Receiver, default_client_id
+from commune.locations import DB_FILENAME
+from commune.receiver import Receiver, default_client_id
 from gateway.broker import BrokerSettings, settings_from_table, settings_tls_context
 from settings import BrokerConfig
 
@@ -43,6 +44,7 @@ def run_configured_receiver(
     data_dir: Path,
     *,
     share_group: str | None = None,
+    store: str | Path | None = None,
     out: TextIO | None = None,
     stop: threading.Event | None = None,
 ) -> int:
@@ -58,6 +60,7 @@ def run_configured_receiver(
         tls=settings_tls_context(broker),
         share_group=share_group,
         keepalive=broker.keepalive_s,
+        store=store,
         out=out,
         stop=stop,
     )
@@ -75,12 +78,14 @@ def run_receiver(
     tls: ssl.SSLContext | None = None,
     share_group: str | None = None,
     keepalive: int = 30,
+    store: str | Path | None = None,
     out: TextIO | None = None,
     stop: threading.Event | None = None,
 ) -> int:
     """Run a receiver until SIGTERM/SIGINT (or ``stop`` is set); returns the exit status (0).
 
-    Events are stored in ``<data_dir>/receiver.sqlite3``, camera snapshots in
+    Events are stored in ``store`` (a SQLite file or a PostgreSQL URL; by default
+    ``<data_dir>/receiver.sqlite3``), the commune's key in ``data_dir``, camera snapshots in
     ``<data_dir>/snapshots/<hub>/<event-id>.jpg``. Each stored event is written to ``out``
     (stdout by default) as one JSON line, at least once (see ``Receiver``): the police
     console's alert feed. Raises ReceiverError if the store cannot be opened.
@@ -103,7 +108,8 @@ def run_receiver(
         host,
         port,
         commune,
-        data_path / DB_FILENAME,
+        store if store is not None else data_path / DB_FILENAME,
+        data_dir=data_path,
         client_id=client_id,
         username=username,
         password=password,

@@ -23,14 +23,14 @@ import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg
 from psycopg import conninfo as pg_conninfo
 from psycopg.errors import Diagnostic
 
-from commune.db import MIGRATIONS, POSTGRESQL, Params, postgres_ddl, shown_location
+from commune.db import MIGRATIONS, POSTGRESQL, Db, Params, postgres_ddl, shown_location
 from core.events import utc_now_iso
 
 log = logging.getLogger(__name__)
@@ -99,11 +99,11 @@ class _Conn:
     """What ``tx()`` yields: ``execute`` with the store's SQL."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self._conn = conn
+        self._pg = conn
 
     def execute(self, sql: str, params: Params = ()) -> psycopg.Cursor[Any]:
         named = isinstance(params, dict)
-        return self._conn.execute(translate(sql, named), params or None)
+        return self._pg.execute(translate(sql, named), params or None)
 
 
 def with_defaults(url: str, application_name: str) -> str:
@@ -120,8 +120,9 @@ def with_defaults(url: str, application_name: str) -> str:
     return pg_conninfo.make_conninfo(url, **extra)
 
 
-class PostgresDb:
-    """See the module docstring; the interface is ``commune.db.Db``'s."""
+class PostgresDb(Db):
+    """See the module docstring. Every method of ``Db`` (the SQLite store, and the interface
+    the store's parts are written to) is its own here; none of SQLite's runs."""
 
     dialect = POSTGRESQL
 
@@ -129,7 +130,7 @@ class PostgresDb:
         self.location = shown_location(url)
         self._url = with_defaults(url, application_name)
         self._lock = threading.RLock()
-        self._conn: psycopg.Connection[Any] | None = None
+        self._pg: psycopg.Connection[Any] | None = None
         self._listen: psycopg.Connection[Any] | None = None
         self._own_pids: set[int] = set()
         self._version = 0
@@ -140,7 +141,7 @@ class PostgresDb:
     # -- connections -----------------------------------------------------------------------
 
     def _connection(self) -> psycopg.Connection[Any]:
-        conn = self._conn
+        conn = self._pg
         if conn is not None and not conn.closed and not conn.broken:
             return conn
         if conn is not None:
@@ -148,16 +149,14 @@ class PostgresDb:
         conn = psycopg.connect(self._url, autocommit=True, row_factory=_row_factory)
         conn.add_notice_handler(self._on_notice)
         self._own_pids.add(conn.info.backend_pid)
-        self._conn = conn
+        self._pg = conn
         return conn
 
     def _drop(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg.Error:
-                pass
-        self._conn = None
+        if self._pg is not None:
+            with suppress(psycopg.Error):
+                self._pg.close()
+        self._pg = None
 
     def _on_notice(self, diag: Diagnostic) -> None:
         message = diag.message_primary or ""
@@ -293,22 +292,14 @@ class PostgresDb:
 
     def _drop_listener(self) -> None:
         if self._listen is not None:
-            try:
+            with suppress(psycopg.Error):
                 self._listen.close()
-            except psycopg.Error:
-                pass
         self._listen = None
 
     def close(self) -> None:
         with self._lock:
             self._drop()
             self._drop_listener()
-
-    def __enter__(self) -> PostgresDb:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 __all__ = ["CHANNEL", "PgRow", "PostgresDb", "Unreplicated", "translate", "with_defaults"]

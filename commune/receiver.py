@@ -59,6 +59,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from commune.db import is_postgres_url, shown_location
 from commune.feed import AlertFeed, unverified_event
 from commune.snapshots import SNAPSHOT_DIRNAME, SnapshotFiles, is_snapshot
 from commune.store import EventStore, ReceivedEvent
@@ -78,7 +79,6 @@ from core.topics import (
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 24 * 3600  # the broker keeps our subscription and queue this long offline
-DB_FILENAME = "receiver.sqlite3"
 MAX_BATCH = 1000
 _LOGGED_PAYLOAD_CHARS = 200
 _STOP_MQTT_RESERVE_S = 3.0  # of stop()'s time, kept for "offline" and the disconnect
@@ -150,20 +150,27 @@ class Receiver:
         on_new_event: Callable[[dict[str, Any]], None] | None = None,
         share_group: str | None = None,
         keepalive: int = 30,
-        store_factory: Callable[[Path], EventStore] = EventStore,
+        store_factory: Callable[[str | Path], EventStore] = EventStore,
         commune_key: SigningKey | None = None,
+        data_dir: str | Path | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.commune = commune
-        self.db_path = Path(db_path)
+        # A SQLite file, or a PostgreSQL URL (then ``data_dir`` says where the key and the
+        # snapshots are kept).
+        self.db_path: str | Path = db_path if is_postgres_url(db_path) else Path(db_path)
+        if data_dir is None and isinstance(self.db_path, str):
+            raise ReceiverError("a receiver on PostgreSQL needs a data_dir for its key")
+        self.data_dir = Path(data_dir) if data_dir is not None else Path(self.db_path).parent
+        self.store_shown = shown_location(self.db_path)
         self.client_id = client_id or default_client_id(commune)
         self.on_new_event = on_new_event
         filter_ = commune_event_filter(commune)
         self.topic_filter = f"$share/{share_group}/{filter_}" if share_group else filter_
         snapshots = commune_snapshot_filter(commune)
         self.snapshot_filter = f"$share/{share_group}/{snapshots}" if share_group else snapshots
-        self.snapshots = SnapshotFiles(self.db_path.parent / SNAPSHOT_DIRNAME, commune)
+        self.snapshots = SnapshotFiles(self.data_dir / SNAPSHOT_DIRNAME, commune)
         self.snapshot_dir = self.snapshots.directory
         self.status_topic = receiver_status_topic(commune)
         self.keepalive = keepalive
@@ -216,7 +223,7 @@ class Receiver:
         self._started = True
         if self.commune_key is None:
             try:
-                self.commune_key = load_commune_key(self.db_path.parent)
+                self.commune_key = load_commune_key(self.data_dir)
             except (KeyFileError, OSError) as exc:
                 raise ReceiverError(f"cannot load the commune's signing key: {exc}") from exc
         self._writer = threading.Thread(
@@ -224,10 +231,10 @@ class Receiver:
         )
         self._writer.start()
         if not self._store_ready.wait(store_timeout):
-            raise ReceiverError(f"event store {self.db_path} did not open in {store_timeout} s")
+            raise ReceiverError(f"event store {self.store_shown} did not open in {store_timeout} s")
         if self._store_error is not None:
             raise ReceiverError(
-                f"cannot open event store {self.db_path}: {self._store_error}"
+                f"cannot open event store {self.store_shown}: {self._store_error}"
             ) from self._store_error
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
@@ -241,7 +248,7 @@ class Receiver:
             self.host,
             self.port,
             self.topic_filter,
-            self.db_path,
+            self.store_shown,
         )
 
     def wait_subscribed(self, timeout: float | None = None) -> bool:

@@ -12,22 +12,32 @@ from typing import Any
 
 from commune.config import ReceiverConfig
 from commune.desk import Desk
-from commune.receiver import DB_FILENAME, Receiver
+from commune.locations import store_location
+from commune.receiver import Receiver
 from gateway.broker import BrokerSettings, settings_tls_context
 
 
 class Station:
     """``start()`` the desk, then the receiver; ``stop()`` both."""
 
-    def __init__(self, data_dir: Path, config: ReceiverConfig, broker: BrokerSettings) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        config: ReceiverConfig,
+        broker: BrokerSettings,
+        *,
+        store: str | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.config = config
-        self.desk = Desk(self.data_dir, config, broker)
+        self.store = store_location(config.receiver.store, self.data_dir, store)
+        self.desk = Desk(self.data_dir, config, broker, store=store)
         self.receiver = Receiver(
             broker.host,
             broker.port,
             config.receiver.commune,
-            self.data_dir / DB_FILENAME,
+            self.store,
+            data_dir=self.data_dir,
             client_id=broker.client_id,
             username=broker.username,
             password=broker.password,

@@ -18,14 +18,13 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from commune.db import Db
+from commune.db import INTEGRITY_ERRORS, Db
 from core.errors import TuquanError
 from core.events import utc_now_iso
 
@@ -48,12 +47,12 @@ SCHEMA = (
     )""",
     """CREATE TABLE IF NOT EXISTS console_sessions (
         token_hash TEXT PRIMARY KEY NOT NULL,
-        user TEXT NOT NULL,
+        "user" TEXT NOT NULL,
         csrf TEXT NOT NULL,
         created_at TEXT NOT NULL,
         expires_at TEXT NOT NULL
     )""",
-    "CREATE INDEX IF NOT EXISTS idx_console_sessions_user ON console_sessions (user)",
+    "CREATE INDEX IF NOT EXISTS idx_console_sessions_user ON console_sessions ("user")",
     """CREATE TABLE IF NOT EXISTS console_tokens (
         name TEXT PRIMARY KEY NOT NULL,
         role TEXT NOT NULL,
@@ -166,7 +165,7 @@ class Accounts:
                     "VALUES (?, ?, ?, ?)",
                     (name, role, hashed, utc_now_iso()),
                 )
-        except sqlite3.IntegrityError:
+        except INTEGRITY_ERRORS:
             raise AccountError(f"user {name!r} already exists") from None
         return self._require(name)
 
@@ -176,7 +175,7 @@ class Accounts:
             cur = conn.execute("DELETE FROM console_users WHERE name = ?", (name,))
             if not cur.rowcount:
                 raise AccountError(f"no user {name!r}")
-            conn.execute("DELETE FROM console_sessions WHERE user = ?", (name,))
+            conn.execute('DELETE FROM console_sessions WHERE "user" = ?', (name,))
 
     def set_password(self, name: str, password: str) -> None:
         """A new password: unlocks the account and ends its sessions."""
@@ -189,7 +188,7 @@ class Accounts:
             )
             if not cur.rowcount:
                 raise AccountError(f"no user {name!r}")
-            conn.execute("DELETE FROM console_sessions WHERE user = ?", (name,))
+            conn.execute('DELETE FROM console_sessions WHERE "user" = ?', (name,))
 
     def set_role(self, name: str, role: str) -> None:
         check_role(role)
@@ -288,7 +287,7 @@ class Accounts:
             now = utc_now_iso()
             conn.execute("DELETE FROM console_sessions WHERE expires_at <= ?", (now,))
             conn.execute(
-                "INSERT INTO console_sessions (token_hash, user, csrf, created_at, expires_at) "
+                'INSERT INTO console_sessions (token_hash, "user", csrf, created_at, expires_at) '
                 "VALUES (?, ?, ?, ?, ?)",
                 (session.token_hash, name, session.csrf, now, session.expires_at),
             )
@@ -300,8 +299,9 @@ class Accounts:
         if not token or len(token) > 200:
             return None
         row = self.db.read_one(
-            "SELECT s.user, u.role, s.csrf, s.expires_at, s.token_hash FROM console_sessions s "
-            "JOIN console_users u ON u.name = s.user WHERE s.token_hash = ? AND s.expires_at > ?",
+            'SELECT s."user" AS "user", u.role, s.csrf, s.expires_at, s.token_hash '
+            'FROM console_sessions s JOIN console_users u ON u.name = s."user" '
+            "WHERE s.token_hash = ? AND s.expires_at > ?",
             (digest(token), utc_now_iso()),
         )
         return Session(**dict(row)) if row is not None else None
@@ -324,7 +324,7 @@ class Accounts:
                     "VALUES (?, ?, ?, ?)",
                     (name, role, digest(token), utc_now_iso()),
                 )
-        except sqlite3.IntegrityError:
+        except INTEGRITY_ERRORS:
             raise AccountError(f"token {name!r} already exists") from None
         return token
 

@@ -13,10 +13,10 @@ error and changes nothing.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from commune.alerts import MAX_NOTE_CHARS, OUTCOMES, AlertError
+from commune.db import STORE_ERRORS
 from console.terminal_store import WatchStore
 from core.errors import TuquanError
 
@@ -119,5 +119,5 @@ def perform(store: WatchStore, operator: str, command: Acknowledge | Close) -> A
         return Answer(f"alert {alert.id} closed by {operator}: {command.outcome}", True)
     except AlertError as exc:
         return Answer(f"refused: {exc}", False)
-    except sqlite3.Error as exc:
+    except STORE_ERRORS as exc:
         return Answer(f"the store refused it ({exc}); nothing changed", False)

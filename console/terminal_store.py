@@ -1,21 +1,20 @@
 """The receiver's store as ``tuquan watch`` uses it: opened without ever creating it, followed
 into alerts, read as one board, and acted on for one operator.
 
-Other processes (the receiver, the web console) write the same file meanwhile; SQLite's WAL
-and ``BEGIN IMMEDIATE`` transactions (``commune.db``) make that safe. ``PRAGMA data_version``
-says when one of them committed, so the board is read again only then.
+Other processes (the receiver, the web console) write the same store meanwhile; SQLite's WAL
+and ``BEGIN IMMEDIATE`` transactions, or PostgreSQL's own (``commune.db``), make that safe.
+``data_version`` says when one of them committed, so the board is read again only then.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
 from commune.alerts import CLOSED, Alert, AlertBook, AlertChange
 from commune.audit import AuditLog
-from commune.db import Db
+from commune.db import STORE_ERRORS, open_db, shown_location
 from commune.hubs import ExpectedHub, HubBook, HubRow, sign_of_life
 from core.errors import TuquanError
 
@@ -49,20 +48,21 @@ class WatchStore:
     heard of them, and named as the config names them where the store does not. Only shown:
     the store's ``hubs`` rows are the web console's to rewrite from its config."""
 
-    def __init__(self, path: Path, expected: tuple[ExpectedHub, ...] = ()) -> None:
+    def __init__(self, path: Path | str, expected: tuple[ExpectedHub, ...] = ()) -> None:
         self.path = path
-        if not path.exists():
+        shown = shown_location(path)
+        if isinstance(path, Path) and not path.exists():
             raise StoreError(
                 f"no receiver store at {path} (is this the receiver's --data-dir? "
                 "tuquan receive makes the file when it first runs)"
             )
-        if not path.is_file():
+        if isinstance(path, Path) and not path.is_file():
             raise StoreError(f"{path} is not a file")
         self.expected = expected
         try:
-            self.db = Db(path)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open {path}: {exc}") from None
+            self.db = open_db(path)
+        except STORE_ERRORS as exc:
+            raise StoreError(f"cannot open {shown}: {exc}") from None
         try:
             # Creates the alert, hub and audit tables if no console ever ran on this store.
             self.audit = AuditLog(self.db)
@@ -70,9 +70,9 @@ class WatchStore:
             self.hubs = HubBook(self.db)
             self._sign_of_life = sign_of_life(self.hubs)
             self.board()  # a file damaged past its first page shows here, not mid-watch
-        except sqlite3.Error as exc:
+        except STORE_ERRORS as exc:
             self.db.close()
-            raise StoreError(f"cannot use {path}: {exc}") from None
+            raise StoreError(f"cannot use {shown}: {exc}") from None
 
     def data_version(self) -> int:
         return self.db.data_version()

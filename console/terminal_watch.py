@@ -22,7 +22,6 @@ import errno
 import logging
 import os
 import signal
-import sqlite3
 import sys
 import termios
 import tty
@@ -38,6 +37,7 @@ from rich.live import Live
 from rich.text import Text
 
 from commune.alerts import NEW, Alert
+from commune.db import STORE_ERRORS
 from console.terminal_board import (
     PRIORITY_NAMES,
     Room,
@@ -97,7 +97,7 @@ class Watch:
                 _, self._caught_up = self.store.follow()
                 self.board = self.store.board()
             self.problem = None
-        except sqlite3.Error as exc:  # a lock held too long, a full disk: the next look retries
+        except STORE_ERRORS as exc:  # a lock held too long, a full disk: the next look retries
             self.problem = f"the store cannot be read: {exc}"
             self._caught_up = True  # wait a refresh interval before trying again...
             self._version = None  # ...and try again then, whether or not the store changed
@@ -110,7 +110,7 @@ class Watch:
         it shows new is still announced by the next ``look``."""
         try:
             self.board = self.store.board()
-        except sqlite3.Error as exc:
+        except STORE_ERRORS as exc:
             self.problem = f"the store cannot be read: {exc}"
 
     def act(self, command: Acknowledge | Close) -> Answer:

@@ -29,7 +29,7 @@ from commune.config import ReceiverConfig, parse_receiver_config
 from commune.db import Db
 from commune.desk import Desk, Listener
 from commune.hubs import CommandRecord, ExpectedHub, HubBook
-from commune.receiver import DB_FILENAME
+from commune.locations import DB_FILENAME
 from commune.store import EventStore, ReceivedEvent
 from console.accounts import Accounts
 from console.app import create_app

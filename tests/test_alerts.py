@@ -1,4 +1,4 @@
-"""The alert lifecycle on a real SQLite store: events stored by the receiver's EventStore
+"""The alert lifecycle on a real store (a SQLite file, and PostgreSQL): events stored by the receiver's EventStore
 become alerts (one incident per hub and window, a trouble closed by its restore), operators'
 actions move them new → acknowledged → closed with an append-only audit, the queue is ordered
 by priority then state then age, and a crash between storing and following loses nothing and
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from commune.alerts import ACKNOWLEDGED, CLOSED, NEW, RESTORED, AlertBook, AlertError
-from commune.db import Db
+from commune.db import open_db
 from commune.desk_config import SupervisionConfig
 from commune.hubs import ExpectedHub, HubBook
 from commune.incidents import INCIDENT_WINDOW_S
@@ -35,19 +35,22 @@ def received(
     return ReceivedEvent.from_event(event, hub=hub, commune="c", payload="{}", received_at=at(t))
 
 
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def path(request: pytest.FixtureRequest, tmp_path: Path | str) -> Path | str:
+    """The store: a SQLite file, or a PostgreSQL database of the test's own."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
     return tmp_path / "receiver.sqlite3"
 
 
 @pytest.fixture
-def store(path: Path) -> EventStore:
+def store(path: Path | str) -> EventStore:
     return EventStore(path)
 
 
 @pytest.fixture
-def book(path: Path, store: EventStore) -> AlertBook:
-    return AlertBook(Db(path))
+def book(path: Path | str, store: EventStore) -> AlertBook:
+    return AlertBook(open_db(path))
 
 
 def test_an_alarm_its_camera_incident_and_a_late_silence_are_one_incident(
@@ -148,15 +151,24 @@ def test_acknowledge_then_close_with_an_outcome_each_audited(
 
 
 def test_the_audit_trail_cannot_be_changed_or_deleted(
-    store: EventStore, book: AlertBook, path: Path
+    store: EventStore, book: AlertBook, path: Path | str
 ) -> None:
     store.store_batch([received("panic")])
     book.follow()
-    raw = sqlite3.connect(path)
-    for sql in ("UPDATE audit SET actor = 'nobody'", "DELETE FROM audit"):
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            raw.execute(sql)
-    raw.close()
+    changes = ("UPDATE audit SET actor = 'nobody'", "DELETE FROM audit")
+    if isinstance(path, str):  # PostgreSQL, through a connection of its own
+        import psycopg
+
+        with psycopg.connect(path, autocommit=True) as pg:
+            for sql in (*changes, "TRUNCATE audit"):
+                with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+                    pg.execute(sql)
+    else:
+        raw = sqlite3.connect(path)
+        for sql in changes:
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                raw.execute(sql)
+        raw.close()
     assert [r.actor for r in book.audit.recent()] == ["system"]
 
 
@@ -182,10 +194,10 @@ def test_a_crash_between_storing_and_following_loses_nothing_and_doubles_nothing
     store: EventStore, path: Path
 ) -> None:
     store.store_batch([received("panic", hub=f"h{n}", t=n) for n in range(5)])
-    first = AlertBook(Db(path))
+    first = AlertBook(open_db(path))
     assert len(first.follow(batch=2)) == 5
     store.store_batch([received("fire", hub="late", t=10)])
-    again = AlertBook(Db(path))  # a new process on the same file
+    again = AlertBook(open_db(path))  # a new process on the same file
     assert [c.action for c in again.follow()] == ["opened"]
     assert again.follow() == [] and again.counts()[NEW] == 6
 
@@ -214,8 +226,8 @@ def test_history_search_by_each_filter(store: EventStore, book: AlertBook) -> No
 CONFIG = SupervisionConfig(window_s=60, alarm_backlog_min=5, clock_unsynced_h=24)
 
 
-def hub_row(path: Path, **changes: object) -> object:
-    hubs = HubBook(Db(path))
+def hub_row(path: Path | str, **changes: object) -> object:
+    hubs = HubBook(open_db(path))
     hubs.set_expected([ExpectedHub("h1")])
     if "status" in changes:
         hubs.record_status("h1", str(changes["status"]), at(0))
@@ -224,7 +236,7 @@ def hub_row(path: Path, **changes: object) -> object:
     return hubs.get("h1")
 
 
-def test_supervision_says_offline_silent_never_heard_backlog_and_clock(path: Path) -> None:
+def test_supervision_says_offline_silent_never_heard_backlog_and_clock(path: Path | str) -> None:
     now = seconds(at(30))
     never = hub_row(path)
     assert assess(never, now, CONFIG, running_since=now - 30, signed=False) == {}  # type: ignore[arg-type]
@@ -244,7 +256,7 @@ def test_supervision_says_offline_silent_never_heard_backlog_and_clock(path: Pat
     assert CLOCK_UNSYNCED in assess(fresh, day, CONFIG, running_since=0, signed=False)  # type: ignore[arg-type]
 
 
-def test_with_signatures_on_an_unsigned_online_status_keeps_no_hub_alive(path: Path) -> None:
+def test_with_signatures_on_an_unsigned_online_status_keeps_no_hub_alive(path: Path | str) -> None:
     now = seconds(at(30))
     row = hub_row(path, status="online")
     assert assess(row, now, CONFIG, running_since=0, signed=False) == {}  # type: ignore[arg-type]
@@ -253,8 +265,8 @@ def test_with_signatures_on_an_unsigned_online_status_keeps_no_hub_alive(path: P
     assert assess(verified, now, CONFIG, running_since=0, signed=True) == {}  # type: ignore[arg-type]
 
 
-def test_health_with_no_backlog_clears_the_tracked_durations(path: Path) -> None:
-    hubs = HubBook(Db(path))
+def test_health_with_no_backlog_clears_the_tracked_durations(path: Path | str) -> None:
+    hubs = HubBook(open_db(path))
     hubs.record_health("h1", {"outbox": {"undelivered_alarm": 1}, "clock_synced": False}, None)
     hubs.record_health("h1", {"outbox": {"undelivered_alarm": 10**30}}, None)
     row = hubs.get("h1")
@@ -264,11 +276,11 @@ def test_health_with_no_backlog_clears_the_tracked_durations(path: Path) -> None
     assert row is not None and row.backlog_since is None
 
 
-def test_only_hubs_that_may_be_in_trouble_are_read_for_supervision(path: Path) -> None:
+def test_only_hubs_that_may_be_in_trouble_are_read_for_supervision(path: Path | str) -> None:
     """worth_a_look narrows the once-a-second look to hubs whose signs of life are old (as
     last_sign_of_life counts them), offline ones, those tracking a backlog or a clock, and the
     never heard; a hub alive on every count is not read."""
-    hubs = HubBook(Db(path))
+    hubs = HubBook(open_db(path))
     hubs.set_expected([ExpectedHub("never")])
     hubs.record_health("alive", {"outbox": {}, "clock_synced": True}, True, at(100))
     hubs.record_status("status-only", "online", at(100))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from commune.receiver import DB_FILENAME
+from commune.locations import DB_FILENAME
 from commune.store import EventStore
 from commune.trust import COMMUNE_KEY_FILE
 from core.signing import PublicKey, SigningKey

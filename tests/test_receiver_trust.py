@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from commune.receiver import DB_FILENAME, Receiver
+from commune.locations import DB_FILENAME
+from commune.receiver import Receiver
 from commune.store import EventStore
 from commune.trust import COMMUNE_KEY_FILE
 from core.events import Event, utc_now_iso

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from commune.commands import CounterStore, publish_command, sign_command
-from commune.receiver import DB_FILENAME
+from commune.locations import DB_FILENAME
 from commune.store import EventStore
 from commune.trust import load_commune_key
 from core.events import Event

@@ -23,7 +23,6 @@ step was recorded, so the next tick tries it again.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ from typing import Any
 
 from commune.alerts import NEW, RESTORED, Alert, AlertBook
 from commune.audit import SYSTEM
+from commune.db import STORE_ERRORS
 from commune.desk_config import EscalationConfig
 from commune.hubs import HubBook
 from commune.notify import messages
@@ -111,7 +111,7 @@ class Escalator:
         try:
             queued += self._climb(now)
             queued += self._follow_up()
-        except sqlite3.Error as exc:
+        except STORE_ERRORS as exc:
             if not self._failing:
                 self._failing = True
                 log.error("escalation: the store refused a write (%s); trying again", exc)

@@ -29,14 +29,13 @@ import json
 import logging
 import math
 import random
-import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from commune.audit import SYSTEM, AuditLog
-from commune.db import Db
+from commune.db import Connection, Cursor, Db, Row
 from core.errors import TuquanError
 from core.events import utc_now_iso
 
@@ -158,20 +157,20 @@ class NotificationQueue:
         target: str,
         payload: Mapping[str, Any],
         *,
-        conn: sqlite3.Connection | None = None,
+        conn: Connection | None = None,
     ) -> int | None:
         """Queue ``payload`` (an object with a string "type" and "text") for ``target``; inside
         ``conn``'s transaction when given. Returns the new row's id, or None when this alert's
         ``step`` of that type was already queued for that target. Raises ValueError for a
-        payload that could not be sent, and ``sqlite3.Error`` when it cannot be written (a full
-        disk): nothing is queued then."""
+        payload that could not be sent, and a store error (``commune.db.STORE_ERRORS``) when it
+        cannot be written (a full disk): nothing is queued then."""
         text = dump_payload(payload)
         parse_payload(text)  # refuse now what the sender would refuse later
         values = (alert_id, payload["type"], step, target, text, utc_now_iso(), time.time())
         sql = (
             f"INSERT INTO {TABLE} (alert_id, kind, step, target, payload, created_at, "
             "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (alert_id, kind, step, target) DO NOTHING"
+            "ON CONFLICT (alert_id, kind, step, target) DO NOTHING RETURNING id"
         )
         if conn is not None:
             return _inserted(conn.execute(sql, values))
@@ -288,7 +287,7 @@ class NotificationQueue:
             )
         return [_notification(r) for r in rows]
 
-    def targets_told(self, alert_id: int, conn: sqlite3.Connection | None = None) -> list[str]:
+    def targets_told(self, alert_id: int, conn: Connection | None = None) -> list[str]:
         """The targets an escalation of the alert was queued for, first told first."""
         sql = (
             f"SELECT target FROM {TABLE} WHERE alert_id = ? AND kind = 'alert.escalated' "
@@ -307,8 +306,9 @@ class NotificationQueue:
         return out
 
 
-def _inserted(cur: sqlite3.Cursor) -> int | None:
-    return int(cur.lastrowid) if cur.rowcount and cur.lastrowid else None
+def _inserted(cur: Cursor) -> int | None:
+    row = cur.fetchone()
+    return int(row[0]) if row is not None else None
 
 
 def _detail(n: Notification, attempt: int, **more: Any) -> dict[str, Any]:
@@ -323,7 +323,7 @@ def _detail(n: Notification, attempt: int, **more: Any) -> dict[str, Any]:
     return out
 
 
-def _notification(row: sqlite3.Row) -> Notification:
+def _notification(row: Row) -> Notification:
     """A row as read, every column made safe to use: a row edited by hand must reach
     ``mark_damaged``, not crash the sender."""
     payload = row["payload"]

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import random
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 import httpx
 
 from commune.audit import AuditLog
-from commune.db import Db
+from commune.db import STORE_ERRORS, Db
 from commune.desk_config import NotifyTarget, WebhookTarget
 from commune.notify.channel import Channel, Delivery, Outcome, describe
 from commune.notify.queue import DamagedPayload, Notification, NotificationQueue, backoff
@@ -226,7 +225,7 @@ class NotificationSender:
         """Run one write to the store; a refusal is logged once and answered False."""
         try:
             write()
-        except sqlite3.Error as exc:
+        except STORE_ERRORS as exc:
             if not self._store_failing:
                 self._store_failing = True
                 log.error("notifications: the store refused a write (%s); retrying", exc)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from typing import Any
 
 import httpx
 
+from commune.db import STORE_ERRORS
 from commune.desk_config import ZaloTarget
 from commune.notify.channel import Delivery, Outcome, describe
 from commune.notify.zalo_tokens import TokenState, ZaloTokens, seed_digest
@@ -219,7 +219,7 @@ class ZaloChannel:
     def _save(self, state: TokenState) -> None:
         try:
             self.tokens.save(self.name, state)
-        except sqlite3.Error as exc:
+        except STORE_ERRORS as exc:
             raise TokenFailure(f"cannot store the Zalo tokens: {describe(exc)}") from None
         self._unsaved = None
 

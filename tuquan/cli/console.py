@@ -29,11 +29,14 @@ def add_console(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     # Given before or after the subcommand; after it, it must not reset one given before.
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument("--data-dir", default=argparse.SUPPRESS, help=data_help)
+    store_help = "the store: a SQLite file or a postgresql:// URL (overrides [receiver] store)"
+    where.add_argument("--store", default=argparse.SUPPRESS, help=store_help)
     con = sub.add_parser(
         "console",
         help="run the police console (receiver, desk, web pages and /api/v1); manage its users",
     )
     con.add_argument("--data-dir", help=data_help)
+    con.add_argument("--store", help=store_help)
     con.add_argument("--config", help="receiver config ([receiver], [broker], [console]...)")
     con.add_argument("--commune", help="the commune (overrides the config's)")
     con.add_argument(
@@ -76,13 +79,15 @@ def add_console(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def _open(args: argparse.Namespace) -> Any:
     """(Accounts, AuditLog, Db) over the data dir's store."""
     from commune.audit import AuditLog
-    from commune.db import Db
-    from commune.receiver import DB_FILENAME
+    from commune.db import open_db
+    from commune.locations import store_location
     from console.accounts import Accounts
 
     where = data_dir(args.data_dir, RECEIVER_DATA_DIR)
-    where.mkdir(parents=True, exist_ok=True)
-    db = Db(where / DB_FILENAME)
+    location = store_location(None, where, args.store)
+    if isinstance(location, Path):
+        location.parent.mkdir(parents=True, exist_ok=True)
+    db = open_db(location)
     return Accounts(db), AuditLog(db), db
 
 
@@ -93,13 +98,12 @@ def _password() -> str:
 
 
 def cmd_user(args: argparse.Namespace) -> int:
-    import sqlite3
-
+    from commune.db import OPEN_ERRORS
     from console.accounts import AccountError
 
     try:
         accounts, audit, db = _open(args)
-    except (OSError, sqlite3.Error) as exc:
+    except OPEN_ERRORS as exc:
         print(f"console: cannot open the store: {exc}", file=sys.stderr)
         return 1
     try:
@@ -135,13 +139,12 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    import sqlite3
-
+    from commune.db import OPEN_ERRORS
     from console.accounts import AccountError
 
     try:
         accounts, audit, db = _open(args)
-    except (OSError, sqlite3.Error) as exc:
+    except OPEN_ERRORS as exc:
         print(f"console: cannot open the store: {exc}", file=sys.stderr)
         return 1
     try:
@@ -185,6 +188,9 @@ def cmd_console(args: argparse.Namespace) -> int:
         cfg = parse_receiver_config({"receiver": {"commune": commune}}, base_dir=Path.cwd(), env={})
     elif cfg.receiver.commune != commune:
         section = cfg.receiver.model_copy(update={"commune": commune})
+        cfg = cfg.model_copy(update={"receiver": section})
+    if args.store is not None:
+        section = cfg.receiver.model_copy(update={"store": args.store})
         cfg = cfg.model_copy(update={"receiver": section})
     listen = args.listen or split_listen(cfg.console.listen)
     try:

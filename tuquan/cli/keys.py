@@ -50,6 +50,8 @@ def add_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     trust.add_argument("hub_and_key", nargs="*", metavar="HUB KEY")
     trust.add_argument("--commune", metavar="KEY", help="the commune key this hub trusts")
     trust.add_argument("--data-dir", help=dir_help)
+    store_help = "the receiver's store: a SQLite file or a postgresql:// URL"
+    trust.add_argument("--store", help=store_help)
     trust.set_defaults(func=cmd_trust)
 
     revoke = actions.add_parser("revoke", help="revoke HUB at a receiver, or --commune at a hub")
@@ -57,6 +59,7 @@ def add_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     revoke.add_argument("--key", metavar="FINGERPRINT", help="revoke only this key of HUB")
     revoke.add_argument("--commune", action="store_true", help="forget the hub's commune key")
     revoke.add_argument("--data-dir", help=dir_help)
+    revoke.add_argument("--store", help=store_help)
     revoke.set_defaults(func=cmd_revoke)
 
 
@@ -190,9 +193,11 @@ def _hub_problem(hub: str) -> str | None:
 
 
 def _receiver_store(args: argparse.Namespace) -> EventStore:
-    from commune.receiver import DB_FILENAME
+    from commune.locations import store_location
     from commune.store import EventStore
 
     directory = data_dir(args.data_dir, RECEIVER_DATA_DIR)
-    directory.mkdir(parents=True, exist_ok=True)
-    return EventStore(directory / DB_FILENAME)
+    location = store_location(None, directory, args.store)
+    if isinstance(location, Path):
+        location.parent.mkdir(parents=True, exist_ok=True)
+    return EventStore(location)

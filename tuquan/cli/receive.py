@@ -24,6 +24,10 @@ def add_receive(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     rec.add_argument(
         "--data-dir", help=f"where receiver.sqlite3 lives (default ./{RECEIVER_DATA_DIR})"
     )
+    rec.add_argument(
+        "--store",
+        help="the event store: a SQLite file or a postgresql:// URL (overrides [receiver] store)",
+    )
     rec.add_argument("--log-level", default="INFO")
     rec.set_defaults(func=cmd_receive)
 
@@ -31,6 +35,7 @@ def add_receive(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def cmd_receive(args: argparse.Namespace) -> int:
     from commune.config import ReceiverConfig
     from commune.launch import receiver_broker_settings, run_configured_receiver
+    from commune.locations import store_location
     from commune.receiver import ReceiverError
     from gateway.logs import setup_logging
 
@@ -40,12 +45,15 @@ def cmd_receive(args: argparse.Namespace) -> int:
         return found
     cfg: ReceiverConfig | None = found[0]
     commune: str = found[1]
+    where = data_dir(args.data_dir, RECEIVER_DATA_DIR)
+    store = store_location(cfg.receiver.store if cfg is not None else None, where, args.store)
     try:
         return run_configured_receiver(
             receiver_broker_settings(cfg, commune, args.broker),
             commune,
-            data_dir(args.data_dir, RECEIVER_DATA_DIR),
+            where,
             share_group=cfg.receiver.share_group if cfg is not None else None,
+            store=store,
         )
     except ReceiverError as exc:
         print(f"receiver: {exc}", file=sys.stderr)

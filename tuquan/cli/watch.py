@@ -31,6 +31,9 @@ def add_watch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     watch.add_argument(
         "--operator", help="the name actions are audited under (default: the login name)"
     )
+    watch.add_argument(
+        "--store", help="the store: a SQLite file or a postgresql:// URL (overrides the config)"
+    )
     watch.add_argument("--once", action="store_true", help="print the queue and hubs, then exit")
     watch.add_argument(
         "--refresh",
@@ -73,7 +76,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from commune.config import load_receiver_config
     from commune.desk_config import SupervisionConfig
     from commune.hubs import ExpectedHub
-    from commune.receiver import DB_FILENAME
+    from commune.locations import store_location
     from console.terminal_store import StoreError, WatchStore
     from console.terminal_watch import Watch, WatchOptions, run_lines, run_live, run_once
     from core.errors import ConfigError
@@ -83,6 +86,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return 2
     supervision = SupervisionConfig()
     expected: tuple[ExpectedHub, ...] = ()
+    configured: str | None = None
     if args.config:
         try:
             cfg = load_receiver_config(Path(args.config))
@@ -90,11 +94,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
             print_config_errors(exc, args.config)
             return 2
         supervision = cfg.supervision
+        configured = cfg.receiver.store
         expected = tuple(
             ExpectedHub(h.id, h.name, h.place, h.latitude, h.longitude, h.contact, h.supervision_s)
             for h in cfg.hubs
         )
-    path = data_dir(args.data_dir, RECEIVER_DATA_DIR) / DB_FILENAME
+    path = store_location(configured, data_dir(args.data_dir, RECEIVER_DATA_DIR), args.store)
     try:
         store = WatchStore(path, expected)
     except StoreError as exc:
