@@ -52,7 +52,7 @@ SCHEMA = (
         created_at TEXT NOT NULL,
         expires_at TEXT NOT NULL
     )""",
-    "CREATE INDEX IF NOT EXISTS idx_console_sessions_user ON console_sessions ("user")",
+    'CREATE INDEX IF NOT EXISTS idx_console_sessions_user ON console_sessions ("user")',
     """CREATE TABLE IF NOT EXISTS console_tokens (
         name TEXT PRIMARY KEY NOT NULL,
         role TEXT NOT NULL,

@@ -35,8 +35,7 @@ NAMES_CHUNK = 500  # hub ids per query, well under SQLite's limit on parameters
 
 
 def _has_events(db: Db) -> bool:
-    row = db.read_one("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'events'")
-    return row is not None and bool(row[0])
+    return db.has_table("events")
 
 
 def queue(

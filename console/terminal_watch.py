@@ -10,7 +10,7 @@ Three ways to run, chosen by the command line from its options and its terminals
 - ``run_live``: a full-screen rich ``Live`` display with a prompt line, when both standard input
   and output are terminals.
 
-All three look at the store the same way (``Watch.look``): one ``PRAGMA data_version`` per
+All three look at the store the same way (``Watch.look``): one ``data_version`` per
 refresh interval, and only when another process committed are the new events followed into
 alerts and the board read again. Between two looks the process sleeps in ``select`` on its
 input: no busy loop. A new alarm rings the terminal's bell once.

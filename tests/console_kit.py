@@ -21,15 +21,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from commune.alerts import Alert, AlertBook
 from commune.audit import AuditLog
 from commune.commands import CommandSendError
 from commune.config import ReceiverConfig, parse_receiver_config
-from commune.db import Db
+from commune.db import open_db
 from commune.desk import Desk, Listener
 from commune.hubs import CommandRecord, ExpectedHub, HubBook
-from commune.locations import DB_FILENAME
+from commune.locations import store_location
 from commune.store import EventStore, ReceivedEvent
 from console.accounts import Accounts
 from console.app import create_app
@@ -43,10 +44,14 @@ PASSWORD = "correct horse battery staple"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-def console_config(tmp_path: Path, **console: Any) -> ReceiverConfig:
-    """A receiver config with two expected hubs (one on the map) and ``[console]`` keys."""
+def console_config(tmp_path: Path, store: str | None = None, **console: Any) -> ReceiverConfig:
+    """A receiver config with two expected hubs (one on the map) and ``[console]`` keys, on
+    ``store`` (a PostgreSQL URL) when given."""
+    receiver: dict[str, Any] = {"commune": COMMUNE}
+    if store is not None:
+        receiver["store"] = store
     data = {
-        "receiver": {"commune": COMMUNE},
+        "receiver": receiver,
         "hubs": [
             {
                 "id": "cho-1",
@@ -66,8 +71,9 @@ def console_config(tmp_path: Path, **console: Any) -> ReceiverConfig:
 class LocalDesk(Desk):
     def __init__(self, data_dir: Path, config: ReceiverConfig) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.events_store = EventStore(data_dir / DB_FILENAME)  # makes the events table
-        self.db = Db(data_dir / DB_FILENAME)
+        location = store_location(config.receiver.store, data_dir)
+        self.events_store = EventStore(location)  # makes the events table
+        self.db = open_db(location)
         self.audit = AuditLog(self.db)
         self.alerts = AlertBook(self.db, self.audit)
         self.hubs = HubBook(self.db)
@@ -287,8 +293,11 @@ def location_path(response: httpx.Response) -> str:
 
 
 @contextmanager
-def live_console(tmp_path: Path, **console: Any) -> Iterator[tuple[LiveConsole, LocalDesk]]:
-    config = console_config(tmp_path, **console)
+def live_console(
+    tmp_path: Path, store: str | None = None, **console: Any
+) -> Iterator[tuple[LiveConsole, LocalDesk]]:
+    """The web console over a desk double, on a SQLite file or on ``store``."""
+    config = console_config(tmp_path, store, **console)
     desk = LocalDesk(tmp_path / "data", config)
     live = LiveConsole(desk, config, tmp_path / "data").start()
     try:
@@ -301,6 +310,16 @@ def live_console(tmp_path: Path, **console: Any) -> Iterator[tuple[LiveConsole, 
 def make_users(accounts: Accounts) -> None:
     for name, role in (("viewer1", "viewer"), ("op1", "operator"), ("admin1", "admin")):
         accounts.add_user(name, role, PASSWORD)
+
+
+def store_param(request: pytest.FixtureRequest) -> str | None:
+    """A console fixture's store for ``params=STORES``: None (SQLite) or a PostgreSQL URL."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    return None
+
+
+STORES = ["sqlite", "postgresql"]
 
 
 def wait_for(predicate: Callable[[], object], what: str, timeout: float = 30) -> None:

@@ -1,6 +1,7 @@
-"""The alert lifecycle on a real store (a SQLite file, and PostgreSQL): events stored by the receiver's EventStore
-become alerts (one incident per hub and window, a trouble closed by its restore), operators'
-actions move them new → acknowledged → closed with an append-only audit, the queue is ordered
+"""The alert lifecycle on a real store (a SQLite file, and PostgreSQL): events stored by the
+receiver's EventStore become alerts (one incident per hub and window, a trouble closed by its
+restore), operators' actions move them new → acknowledged → closed with an append-only audit,
+the queue is ordered
 by priority then state then age, and a crash between storing and following loses nothing and
 opens nothing twice."""
 

@@ -9,12 +9,14 @@ from typing import Any
 
 import httpx
 import pytest
-from console_kit import LiveConsole, LocalDesk, live_console
+from console_kit import STORES, LiveConsole, LocalDesk, live_console, store_param
 
 
-@pytest.fixture
-def console(tmp_path: Path) -> Iterator[tuple[LiveConsole, LocalDesk]]:
-    with live_console(tmp_path) as (live, desk):
+@pytest.fixture(params=STORES)
+def console(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[LiveConsole, LocalDesk]]:
+    with live_console(tmp_path, store_param(request)) as (live, desk):
         yield live, desk
 
 

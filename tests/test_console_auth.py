@@ -10,20 +10,25 @@ from pathlib import Path
 import pytest
 from console_kit import (
     PASSWORD,
+    STORES,
     Browser,
     LiveConsole,
     LocalDesk,
     live_console,
     location_path,
     make_users,
+    store_param,
 )
 
 from console.login import login_delay
 
 
-@pytest.fixture
-def console(tmp_path: Path) -> Iterator[tuple[LiveConsole, LocalDesk]]:
-    with live_console(tmp_path, lockout_after=3, lockout_minutes=10) as (live, desk):
+@pytest.fixture(params=STORES)
+def console(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[LiveConsole, LocalDesk]]:
+    store = store_param(request)
+    with live_console(tmp_path, store, lockout_after=3, lockout_minutes=10) as (live, desk):
         make_users(live.accounts)
         yield live, desk
 

@@ -10,14 +10,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from console_kit import Browser, LiveConsole, LocalDesk, live_console, make_users
+from console_kit import (
+    STORES,
+    Browser,
+    LiveConsole,
+    LocalDesk,
+    live_console,
+    make_users,
+    store_param,
+)
 
 from console.csv_export import COLUMNS, safe_cell
 
 
-@pytest.fixture
-def console(tmp_path: Path) -> Iterator[tuple[LiveConsole, LocalDesk]]:
-    with live_console(tmp_path) as (live, desk):
+@pytest.fixture(params=STORES)
+def console(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[LiveConsole, LocalDesk]]:
+    with live_console(tmp_path, store_param(request)) as (live, desk):
         make_users(live.accounts)
         yield live, desk
 
