@@ -112,8 +112,10 @@ class AuditLog:
             "VALUES (?, ?, ?, ?, ?, ?) RETURNING id"
         )
         if conn is not None:
+            self.db.write_in_order(conn, TABLE)  # the desk follows the trail by id
             return int(conn.execute(sql, values).fetchone()[0])
         with self.db.tx() as own:
+            self.db.write_in_order(own, TABLE)
             return int(own.execute(sql, values).fetchone()[0])
 
     def last_id(self) -> int:
@@ -129,6 +131,13 @@ class AuditLog:
             (after, upto, *actions),
         )
         return row is not None
+
+    def after(self, after: int, limit: int = 1000) -> list[AuditRecord]:
+        """Records with an id above ``after``, oldest first."""
+        rows = self.db.read(
+            f"SELECT * FROM {TABLE} WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+        )
+        return [_record(r) for r in rows]
 
     def for_alert(self, alert_id: int) -> list[AuditRecord]:
         """The alert's records, oldest first."""

@@ -197,6 +197,10 @@ class Db:
         """Inside ``tx()``, before inserting into ``events``: on SQLite ``BEGIN IMMEDIATE``
         already serialises writers, so rowids are in commit order."""
 
+    def write_in_order(self, conn: Any, table: str) -> None:
+        """Inside ``tx()``, before inserting into ``table`` rows whose ids readers follow
+        (``id > last seen``): the same guarantee as ``events_write_lock``."""
+
     def _rollback(self) -> None:
         if not self._conn.in_transaction:
             return

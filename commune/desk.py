@@ -33,6 +33,7 @@ from commune.db import OPEN_ERRORS, open_db, shown_location
 from commune.hub_troubles import TroubleLog
 from commune.hub_watch import HubReport, HubWatch
 from commune.hubs import CommandRecord, ExpectedHub, HubBook, sign_of_life
+from commune.leader import Leadership
 from commune.locations import store_location
 from commune.notify.escalation import Escalator
 from commune.notify.queue import NotificationQueue
@@ -55,6 +56,7 @@ MAX_RESULT_BYTES = 16 * 1024
 TICK_S = 0.25  # how often the desk looks without being woken (another process's writes)
 SUPERVISE_EVERY_S = 1.0
 OPERATOR_ACTIONS = ("acknowledged", "closed")  # what another process (tuquan watch) may do
+TOLD_ACTIONS = frozenset({"opened", "joined", "restored", *OPERATOR_ACTIONS})
 
 
 class DeskError(TuquanError):
@@ -116,7 +118,11 @@ class Desk:
             self.hubs,
             language=config.console.language,
         )
-        self.sender = NotificationSender(self.db, self.audit, config.notify)
+        # Several consoles may serve one store; one of them does the desk's own work.
+        self.leadership = Leadership(self.db_path, "desk")
+        self.sender = NotificationSender(
+            self.db, self.audit, config.notify, may_send=lambda: self.leadership.held
+        )
         self.counts = {
             "bad_reports": 0,
             "unverified_reports": 0,
@@ -159,6 +165,7 @@ class Desk:
             self._thread.join(timeout)
         self.sender.stop(timeout)
         self.watch.stop()
+        self.leadership.release()
 
     def wake(self) -> None:
         """Look now (a new event was stored, a hub report came)."""
@@ -283,6 +290,9 @@ class Desk:
         self._refresh_keyring()
         for report in self.watch.take():
             self._take_report(report)
+        if not self.leadership.try_take():
+            self._tell_others_changes()
+            return
         self._follow()
         now = self.clock()
         if now - self._last_supervision >= SUPERVISE_EVERY_S:
@@ -301,6 +311,18 @@ class Desk:
             seen, self._audit_seen = self._audit_seen, self.audit.last_id()
             if self.audit.any_after(seen, OPERATOR_ACTIONS, upto=self._audit_seen):
                 self._tell({"type": "changed"})
+
+    def _tell_others_changes(self) -> None:
+        """Another console holds the desk's duties: tell this one's pages what it did (the
+        alerts it opened, joined, closed) from the audit trail, which records each."""
+        version = self.db.data_version()
+        if version == self._data_version:
+            return
+        self._data_version = version
+        for record in self.audit.after(self._audit_seen, limit=1000):
+            self._audit_seen = record.id
+            if record.alert_id is not None and record.action in TOLD_ACTIONS:
+                self._tell({"type": "alert", "id": record.alert_id, "action": record.action})
 
     def _refresh_keyring(self) -> None:
         if self._keys_store is None:

@@ -22,6 +22,7 @@ import functools
 import logging
 import re
 import threading
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -264,6 +265,13 @@ class PostgresDb(Db):
         ``rowid`` each row gets is in commit order and a reader following ``rowid > position``
         never passes a row that commits later (the lock ends after the commit is visible)."""
         conn.execute("SELECT pg_advisory_xact_lock(?)", (EVENTS_LOCK,))
+
+    def write_in_order(self, conn: Any, table: str) -> None:
+        if table == "events":
+            self.events_write_lock(conn)
+            return
+        key = EVENTS_LOCK + 1 + (zlib.crc32(table.encode()) % 1000)
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (key,))
 
     def data_version(self) -> int:
         """Changes whenever another connection committed a ``tx()`` (its NOTIFY), or when

@@ -197,6 +197,7 @@ def streaming_standby(primary: Postgres, name: str = "standby1") -> Postgres:
             "-R",
             "-X",
             "stream",
+            "--checkpoint=fast",  # a spread checkpoint would take minutes of an idle server
             "--no-sync",
         ]
     )

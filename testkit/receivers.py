@@ -17,7 +17,9 @@ class Receivers:
     the ``with`` block) stops every one. ``defaults`` are passed to each (``client_id``,
     ``keepalive``...) unless ``start`` says otherwise."""
 
-    def __init__(self, broker: HasAddress, commune: str, db_path: Path, **defaults: Any) -> None:
+    def __init__(
+        self, broker: HasAddress, commune: str, db_path: Path | str, **defaults: Any
+    ) -> None:
         self.broker = broker
         self.commune = commune
         self.db_path = db_path
@@ -52,7 +54,7 @@ class Receivers:
 
 @contextmanager
 def running_receiver(
-    broker: HasAddress, commune: str, db_path: Path, **kwargs: Any
+    broker: HasAddress, commune: str, db_path: Path | str, **kwargs: Any
 ) -> Iterator[Receiver]:
     """One subscribed receiver for the ``with`` block."""
     with Receivers(broker, commune, db_path) as receivers:

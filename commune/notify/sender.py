@@ -65,10 +65,12 @@ class NotificationSender:
         *,
         queue: NotificationQueue | None = None,
         clock: Callable[[], float] = time.time,
+        may_send: Callable[[], bool] = lambda: True,
     ) -> None:
         self.queue = queue if queue is not None else NotificationQueue(db, audit)
         self.targets = dict(targets)
         self._clock = clock
+        self._may_send = may_send  # False while another console holds the desk's duties
         self._rng = random.Random()
         self._client = httpx.Client()
         tokens = ZaloTokens(db)
@@ -117,7 +119,7 @@ class NotificationSender:
         troubled = False
         while not self._stopping.is_set():
             try:
-                wait = self.run_once()
+                wait = self.run_once() if self._may_send() else POLL_S
             except Exception:  # the thread must outlive any surprise; the rows stay pending
                 if not troubled:
                     log.exception("the notification sender failed; trying again")
