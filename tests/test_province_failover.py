@@ -153,10 +153,10 @@ def test_no_receipt_while_the_synchronous_standby_is_away_nor_for_a_cancelled_wa
         writer = threading.Thread(target=write)
         writer.start()
         wait_until(
-            lambda: primary.sql(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
-            )
-            == [(1,)],
+            lambda: (
+                primary.sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'")
+                == [(1,)]
+            ),
             timeout=30,
             what="the commit waiting for the standby",
         )
