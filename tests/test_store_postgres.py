@@ -5,17 +5,23 @@ server has: reconnecting after it restarts, and other connections' commits seen.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from commune.config import parse_receiver_config
 from commune.db import open_db, postgres_ddl, shown_location
 from commune.pg import PostgresDb, translate, with_defaults
 from commune.store import INSERT_SQL, EventStore, ReceivedEvent, event_row
 from commune.storing import Outcome, Pending, is_transient, store_pending
+from core.errors import ConfigError
 from core.events import Event, utc_now_iso
+from core.signing import SigningKey
 from testkit.hubs import COMMUNE, HUB
 from testkit.postgres import Postgres
 from testkit.waiting import wait_until
@@ -233,3 +239,75 @@ def test_dialect_translation() -> None:
     kept = with_defaults("postgresql://a@h/d?target_session_attrs=any", "x")
     assert "target_session_attrs=any" in kept
     assert shown_location("postgresql://app:s3cret@db1/tuquan") == "postgresql://app:***@db1/tuquan"
+
+
+# -- the command line and the config on a PostgreSQL store ---------------------------------
+
+TUQUAN = [sys.executable, "-m", "tuquan"]
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tuquan_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*TUQUAN, *args], input=stdin, capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+
+
+def test_keys_users_and_watch_work_on_a_postgresql_store(pg_url: str, tmp_path: Path) -> None:
+    hub_key = SigningKey.generate().public.text
+    done = tuquan_cli("keys", "trust", HUB, hub_key, "--store", pg_url)
+    assert done.returncode == 0, done.stderr
+    done = tuquan_cli(
+        "console",
+        "user",
+        "add",
+        "op1",
+        "--role",
+        "operator",
+        "--store",
+        pg_url,
+        stdin="a long enough password\n",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "op1\toperator" in tuquan_cli("console", "user", "list", "--store", pg_url).stdout
+    with EventStore(pg_url) as store:
+        assert [k.hub for k in store.hub_keys()] == [HUB]
+        store.store_batch([received(1)])
+    done = tuquan_cli("watch", "--once", "--store", pg_url, "--operator", "op1")
+    assert done.returncode == 0, done.stderr
+    assert HUB in done.stdout and "panic" in done.stdout
+    # A server that is not there: one line, exit 2, nothing made.
+    gone = "postgresql://postgres@127.0.0.1:1/none"
+    done = tuquan_cli("watch", "--once", "--store", gone, "--operator", "op1")
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "cannot open" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("store", "says"),
+    [
+        ("postgresql://app:s3cret@db1/tuquan", "password in it"),
+        ("postgresql://db1/tuquan?sslmode=nonsense-but-parsed&bogus_option=1", "libpq"),
+        ("mysql://db1/tuquan", "file path or a postgresql:// URL"),
+        ("   ", "empty"),
+    ],
+)
+def test_the_store_setting_names_its_field(store: str, says: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_receiver_config(
+            {"receiver": {"commune": "c", "store": store}}, base_dir=tmp_path, env={}
+        )
+    text = str(refused.value)
+    assert "receiver.store" in text and says in text
+    assert "s3cret" not in text
+
+
+def test_a_relative_store_path_starts_at_the_config_folder(tmp_path: Path) -> None:
+    cfg = parse_receiver_config(
+        {"receiver": {"commune": "c", "store": "data/events.sqlite3"}}, base_dir=tmp_path, env={}
+    )
+    assert cfg.receiver.store == str(tmp_path / "data" / "events.sqlite3")
+    url = "postgresql://tuquan@db1:5432,db2:5432/tuquan?target_session_attrs=read-write"
+    cfg = parse_receiver_config(
+        {"receiver": {"commune": "c", "store": url}}, base_dir=tmp_path, env={}
+    )
+    assert cfg.receiver.store == url
