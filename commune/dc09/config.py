@@ -48,7 +48,7 @@ from pydantic import (
 
 from settings import Frozen
 from settings.base import load_context
-from settings.validators import Host, Id, existing_file
+from settings.validators import Host, Id, existing_file, non_empty
 
 _HEX = re.compile(r"[0-9A-Fa-f]+")
 ACCOUNT_MAX = 16
@@ -96,7 +96,7 @@ class Dc09Config(Frozen):
     default_account_prefix: AccountPrefix = ""
     link_test_account: Account = "0000"
     zones: dict[ZoneName, ZoneNumber] = Field(default_factory=dict)
-    priorities: Annotated[tuple[Priority, ...], Field(min_length=1)] = (0, 1)
+    priorities: Annotated[tuple[Priority, ...], AfterValidator(non_empty("priority"))] = (0, 1)
     connect_timeout_s: Timeout = 10
     ack_timeout_s: Timeout = 10
     link_test_s: Annotated[
