@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from commune.dc09.forwarder import Dc09Forwarder
 from commune.store import EventStore, ReceivedEvent
 from core.events import NEW, RESTORE, Event, utc_now_iso
 from testkit.broker import free_port
-from testkit.waiting import Collected, wait_until
+from testkit.waiting import Collected, WaitTimeout, wait_until
 
 HOST = "127.0.0.1"
 KEY = "A1B2C3D4E5F60718"  # 16 hex characters: AES-128, as pysiaalarm takes a key
@@ -121,7 +122,10 @@ def running(path: Path, config: Dc09Config) -> Iterator[Dc09Forwarder]:
 def wait_for(
     forwarder: Dc09Forwarder, what: str, predicate: Callable[[dict[str, Any]], bool]
 ) -> dict[str, Any]:
-    wait_until(lambda: predicate(forwarder.stats()), WAIT_S, f"{what}: {forwarder.stats()}")
+    try:
+        wait_until(lambda: predicate(forwarder.stats()), WAIT_S, what)
+    except WaitTimeout as exc:
+        raise WaitTimeout(f"{exc}; the forwarder's stats: {forwarder.stats()}") from None
     return forwarder.stats()
 
 
@@ -167,8 +171,10 @@ class SiaReceiver:
         port: int | None = None,
         accounts: Iterable[str] = HUBS.values(),
         key: str | None = None,
+        delay_s: float = 0.0,
     ) -> None:
         self.port = port or free_port()
+        self.delay_s = delay_s  # each message held this long after its ACK (a slow centre)
         self.accounts = [SIAAccount(a, key) for a in [*accounts, "0000"]]
         self.arrivals: Collected[Arrival] = Collected(repr, WAIT_S)
         self._client: SIAClient | None = None
@@ -180,6 +186,8 @@ class SiaReceiver:
 
     def _arrived(self, event: SIAEvent) -> None:
         self.arrivals.append(Arrival.of(event))
+        if self.delay_s:
+            time.sleep(self.delay_s)
 
     def events(self) -> list[Arrival]:
         return [a for a in self.arrivals.items() if not a.null]

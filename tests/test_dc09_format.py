@@ -7,9 +7,9 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from dc09_kit import KEY, OTHER_KEY
 from hypothesis import given
 from hypothesis import strategies as st
-from dc09_kit import KEY, OTHER_KEY
 from pysiaalarm import SIAAccount, SIAEvent
 
 from commune.dc09 import cipher

@@ -207,8 +207,9 @@ class Dc09Sender:
         message = adm_cid(row.sequence, self._route, account, event, self._key, self._now())
         self.counters.add("attempts")
         verdict = self._exchange(message)
-        if verdict is None:  # the connection broke: counted, retried
-            self._store(self.queue.mark_failed, row.id, attempt, "the connection broke")
+        if verdict is None:  # the connection broke (counted, retried), or stop() came
+            if not self._stopping.is_set():
+                self._store(self.queue.mark_failed, row.id, attempt, "the connection broke")
             return
         if verdict.delivered:
             self.counters.add("delivered")
@@ -268,6 +269,8 @@ class Dc09Sender:
             self.counters.add("disconnects")
             self._back_off("connection lost", str(exc) or type(exc).__name__)
             return None
+        if self._stopping.is_set() and not reply.endswith(b"\r"):
+            return None  # cut short by stop(): not an outcome (sent again after the restart)
         return replies.judge(message, reply, self._key, self._now())
 
     def _failed(self, verdict: replies.Verdict) -> str:
