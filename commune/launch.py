@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from commune.config import ReceiverConfig
+from commune.dc09.config import Dc09Config
+from commune.dc09.forwarder import Dc09Forwarder
 from commune.receiver import DB_FILENAME, Receiver, default_client_id
 from gateway.broker import BrokerSettings, settings_from_table, settings_tls_context
 from settings import BrokerConfig
@@ -45,6 +47,7 @@ def run_configured_receiver(
     share_group: str | None = None,
     out: TextIO | None = None,
     stop: threading.Event | None = None,
+    dc09: Dc09Config | None = None,
 ) -> int:
     """``run_receiver`` connected as ``broker`` says; returns its exit status."""
     return run_receiver(
@@ -60,6 +63,7 @@ def run_configured_receiver(
         keepalive=broker.keepalive_s,
         out=out,
         stop=stop,
+        dc09=dc09,
     )
 
 
@@ -77,22 +81,29 @@ def run_receiver(
     keepalive: int = 30,
     out: TextIO | None = None,
     stop: threading.Event | None = None,
+    dc09: Dc09Config | None = None,
 ) -> int:
     """Run a receiver until SIGTERM/SIGINT (or ``stop`` is set); returns the exit status (0).
 
     Events are stored in ``<data_dir>/receiver.sqlite3``, camera snapshots in
     ``<data_dir>/snapshots/<hub>/<event-id>.jpg``. Each stored event is written to ``out``
     (stdout by default) as one JSON line, at least once (see ``Receiver``): the police
-    console's alert feed. Raises ReceiverError if the store cannot be opened.
+    console's alert feed. With ``dc09`` (``[forward.dc09]``), the alarms, troubles and restores
+    are forwarded to a monitoring centre too (``commune.dc09``). Raises ReceiverError if the
+    store cannot be opened.
     """
     data_path = Path(data_dir)
     data_path.mkdir(parents=True, exist_ok=True)
     stream = out if out is not None else sys.stdout
     stop_event = stop if stop is not None else threading.Event()
 
+    forwarder = Dc09Forwarder(data_path / DB_FILENAME, dc09) if dc09 is not None else None
+
     def print_event(event: dict[str, Any]) -> None:
         stream.write(json.dumps(event, separators=(",", ":"), sort_keys=True) + "\n")
         stream.flush()
+        if forwarder is not None:
+            forwarder.wake()
 
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
@@ -113,11 +124,15 @@ def run_receiver(
         keepalive=keepalive,
     )
     try:
+        if forwarder is not None:
+            forwarder.start()  # first: it keeps its place in the events before any is stored
         receiver.start()
         while not stop_event.wait(0.5):
             pass
     finally:
         receiver.stop()
+        if forwarder is not None:
+            forwarder.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0

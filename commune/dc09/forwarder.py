@@ -21,6 +21,7 @@ from commune.dc09.config import Dc09Config
 from commune.dc09.follow import SQLITE, FollowSql
 from commune.dc09.queue import Dc09Queue
 from commune.dc09.sender import Dc09Sender
+from commune.receiver import ReceiverError
 from commune.store import EventStore
 
 log = logging.getLogger(__name__)
@@ -30,19 +31,24 @@ STORE_RETRY_S = 1.0
 
 
 class Dc09Forwarder:
-    """``start()`` to forward, ``stop()``; ``stats()`` at any time."""
+    """``start()`` to forward, ``stop()``; ``stats()`` at any time. Raises ``ReceiverError``
+    when the store cannot be opened."""
 
     def __init__(
         self, db_or_path: Db | str | Path, config: Dc09Config, follow_sql: FollowSql = SQLITE
     ) -> None:
-        if isinstance(db_or_path, Db):
-            self.db, self._own_db = db_or_path, False
-        else:
-            # The events table is the receiver's; made here too so the forwarder may start first.
-            EventStore(db_or_path).close()
-            self.db, self._own_db = Db(db_or_path), True
+        try:
+            if isinstance(db_or_path, Db):
+                self.db, self._own_db = db_or_path, False
+            else:
+                # The events table is the receiver's; made here too so the forwarder may start
+                # first.
+                EventStore(db_or_path).close()
+                self.db, self._own_db = Db(db_or_path), True
+            self.queue = Dc09Queue(self.db, config, follow_sql)
+        except (sqlite3.Error, OSError) as exc:
+            raise ReceiverError(f"the DC-09 forwarder cannot open its store: {exc}") from exc
         self.config = config
-        self.queue = Dc09Queue(self.db, config, follow_sql)
         self.sender = Dc09Sender(self.queue, config)
         self._followed = {"queued": 0, "passed": 0, "skipped": 0}
         self._store_failing = False

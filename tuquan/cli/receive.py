@@ -46,6 +46,7 @@ def cmd_receive(args: argparse.Namespace) -> int:
             commune,
             data_dir(args.data_dir, RECEIVER_DATA_DIR),
             share_group=cfg.receiver.share_group if cfg is not None else None,
+            dc09=cfg.forward.dc09 if cfg is not None else None,
         )
     except ReceiverError as exc:
         print(f"receiver: {exc}", file=sys.stderr)
