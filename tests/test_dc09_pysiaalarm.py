@@ -73,11 +73,12 @@ def test_zones_arrive_as_the_numbers_the_mapping_gives(tmp_path: Path) -> None:
             [
                 ("cho-an-dong", Event(kind="fire", zone="smoke-1", source="t")),
                 ("cho-an-dong", Event(kind="panic", zone="panic-1", source="t")),
-                ("cho-an-dong", Event(kind="comm_trouble", zone="hub", source="receiver")),
+                ("cho-an-dong", Event(kind="comm_trouble", zone="link", source="receiver")),
+                ("cho-an-dong", Event(kind="uplink", zone="hub", source="uplink")),
             ],
         )
-        arrived = centre.arrivals.wait_until(lambda items: len(items) == 3)
-        assert [a.zone for a in arrived] == ["009", "001", "000"]
+        arrived = centre.arrivals.wait_until(lambda items: len(items) == 4)
+        assert [a.zone for a in arrived] == ["009", "001", "000", "000"]
 
 
 def test_a_restart_of_the_receiver_mid_stream_loses_nothing(tmp_path: Path) -> None:

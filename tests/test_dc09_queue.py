@@ -89,7 +89,7 @@ def test_zone_numbers_are_stable_small_and_per_hub_and_the_config_wins(tmp_path:
             (hub, Event(kind="panic", zone="panic-1", source="t")),
             (hub, Event(kind="tamper", zone="tamper-1", source="t")),
             (hub, Event(kind="fire", zone="smoke-1", source="t")),
-            (hub, Event(kind="comm_trouble", zone="hub", source="receiver")),
+            (hub, Event(kind="comm_trouble", zone="link", source="receiver")),
             (hub, Event(kind="panic", zone="panic-1", source="t", qualifier=RESTORE)),
             ("chung-cu-b", Event(kind="tamper", zone="tamper-1", source="t")),
         ],
@@ -100,7 +100,7 @@ def test_zone_numbers_are_stable_small_and_per_hub_and_the_config_wins(tmp_path:
         (hub, "panic-1", 2),  # 1 is the config's (smoke-1)
         (hub, "tamper-1", 3),
         (hub, "smoke-1", 1),
-        (hub, "hub", 0),  # the premises itself
+        (hub, "link", 0),  # the receiver's trouble about the premises itself
         (hub, "panic-1", 2),  # the same zone, the same number
         ("chung-cu-b", "tamper-1", 2),  # another hub numbers its own
     ]

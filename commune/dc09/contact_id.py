@@ -6,8 +6,9 @@
 | qualifier ``R``  | 3 (restore)                                                      |
 | ``cid``          | the event code as it is (120 panic, 110 fire, 137 tamper...)     |
 | (always)         | group 01                                                         |
-| ``zone``         | ``[forward.dc09.zones]``, else 000 for ``hub`` (the premises),   |
-|                  | else a number of the hub's own: 001, 002... in order of first    |
+| ``zone``         | ``[forward.dc09.zones]``, else 000 for ``hub`` and for the       |
+|                  | receiver's own troubles about the hub (the premises), else a     |
+|                  | number of the hub's own: 001, 002... in order of first           |
 |                  | appearance, kept in ``dc09_zones`` so it never changes           |
 
 A zone number given in the config is never handed out automatically, so an automatic number
@@ -25,6 +26,7 @@ from core.events import NEW, RESTORE
 QUALIFIERS = {NEW: 1, RESTORE: 3}
 GROUP = 1
 PREMISES_ZONE = "hub"
+RECEIVER_SOURCE = "receiver"  # commune.hub_troubles: a hub offline, silent, its alarms stuck
 LAST_ZONE = 999
 
 
@@ -41,13 +43,17 @@ def contact_id(qualifier: object, cid: object, zone: int) -> ContactId:
 
 
 def zone_number(
-    conn: sqlite3.Connection, hub: str, zone: str, configured: Mapping[str, int]
+    conn: sqlite3.Connection,
+    hub: str,
+    zone: str,
+    configured: Mapping[str, int],
+    source: str = "",
 ) -> int:
     """The zone's number (see the module); an automatic one is assigned inside ``conn``'s
     transaction."""
     if zone in configured:
         return configured[zone]
-    if zone == PREMISES_ZONE:
+    if zone == PREMISES_ZONE or source == RECEIVER_SOURCE:
         return 0
     row = conn.execute(
         "SELECT number FROM dc09_zones WHERE hub = ? AND zone = ?", (hub, zone)

@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-COLUMNS = "id, hub, kind, zone, cid, qualifier, priority, ts"
+COLUMNS = "id, hub, kind, zone, source, cid, qualifier, priority, ts"
 
 
 @dataclass(frozen=True)

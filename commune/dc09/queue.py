@@ -170,7 +170,7 @@ class Dc09Queue:
         try:
             contact_id(row["qualifier"], row["cid"], 0)  # refuse now what could not be sent
             hub, zone = str(row["hub"]), str(row["zone"])
-            number = zone_number(conn, hub, zone, self.config.zones)
+            number = zone_number(conn, hub, zone, self.config.zones, str(row["source"]))
         except Unmappable as exc:
             log.warning("DC-09: event %s of hub %s is not sent: %s", row["id"], row["hub"], exc)
             return False
