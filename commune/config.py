@@ -35,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from commune.dc09.config import ForwardConfig
 from commune.desk_config import (
     ConsoleConfig,
     EscalationConfig,
@@ -86,6 +87,7 @@ class ReceiverConfig(Frozen):
         default_factory=dict
     )
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    forward: ForwardConfig = Field(default_factory=ForwardConfig)  # commune.dc09.config
 
     @field_validator("hubs")
     @classmethod

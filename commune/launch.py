@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from commune.config import ReceiverConfig
+from commune.dc09.config import Dc09Config
+from commune.dc09.forwarder import Dc09Forwarder
 from commune.locations import DB_FILENAME
 from commune.receiver import Receiver, default_client_id
 from gateway.broker import BrokerSettings, settings_from_table, settings_tls_context
@@ -47,6 +49,7 @@ def run_configured_receiver(
     store: str | Path | None = None,
     out: TextIO | None = None,
     stop: threading.Event | None = None,
+    dc09: Dc09Config | None = None,
 ) -> int:
     """``run_receiver`` connected as ``broker`` says; returns its exit status."""
     return run_receiver(
@@ -63,6 +66,7 @@ def run_configured_receiver(
         store=store,
         out=out,
         stop=stop,
+        dc09=dc09,
     )
 
 
@@ -81,6 +85,7 @@ def run_receiver(
     store: str | Path | None = None,
     out: TextIO | None = None,
     stop: threading.Event | None = None,
+    dc09: Dc09Config | None = None,
 ) -> int:
     """Run a receiver until SIGTERM/SIGINT (or ``stop`` is set); returns the exit status (0).
 
@@ -88,16 +93,23 @@ def run_receiver(
     ``<data_dir>/receiver.sqlite3``), the commune's key in ``data_dir``, camera snapshots in
     ``<data_dir>/snapshots/<hub>/<event-id>.jpg``. Each stored event is written to ``out``
     (stdout by default) as one JSON line, at least once (see ``Receiver``): the police
-    console's alert feed. Raises ReceiverError if the store cannot be opened.
+    console's alert feed. With ``dc09`` (``[forward.dc09]``), the alarms, troubles and restores
+    are forwarded to a monitoring centre too (``commune.dc09``). Raises ReceiverError if the
+    store cannot be opened.
     """
     data_path = Path(data_dir)
     data_path.mkdir(parents=True, exist_ok=True)
     stream = out if out is not None else sys.stdout
     stop_event = stop if stop is not None else threading.Event()
 
+    location = store if store is not None else data_path / DB_FILENAME
+    forwarder = Dc09Forwarder(location, dc09) if dc09 is not None else None
+
     def print_event(event: dict[str, Any]) -> None:
         stream.write(json.dumps(event, separators=(",", ":"), sort_keys=True) + "\n")
         stream.flush()
+        if forwarder is not None:
+            forwarder.wake()
 
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
@@ -119,11 +131,15 @@ def run_receiver(
         keepalive=keepalive,
     )
     try:
+        if forwarder is not None:
+            forwarder.start()  # first: it keeps its place in the events before any is stored
         receiver.start()
         while not stop_event.wait(0.5):
             pass
     finally:
         receiver.stop()
+        if forwarder is not None:
+            forwarder.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0

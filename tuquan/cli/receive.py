@@ -54,6 +54,7 @@ def cmd_receive(args: argparse.Namespace) -> int:
             where,
             share_group=cfg.receiver.share_group if cfg is not None else None,
             store=store,
+            dc09=cfg.forward.dc09 if cfg is not None else None,
         )
     except ReceiverError as exc:
         print(f"receiver: {exc}", file=sys.stderr)
