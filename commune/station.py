@@ -34,6 +34,7 @@ class Station:
             tls=settings_tls_context(broker),
             on_new_event=self._stored,
             share_group=config.receiver.share_group,
+            session_expiry_s=config.receiver.session_expiry_s,
             keepalive=broker.keepalive_s,
         )
 
