@@ -2,9 +2,10 @@
 
 ```toml
 [receiver]
-commune = "phuong-1"
+commune = "phuong-1"        # or "+" (every commune of the broker), or communes = ["a", "b"]
 share_group = "police"      # optional: MQTT shared subscription, for several receivers
 store = "postgresql://tuquan@db1,db2/tuquan"   # optional: default <data dir>/receiver.sqlite3
+session_expiry_s = 60       # optional: how long the broker keeps this receiver's session
 
 [broker]                    # the same keys as a hub's [broker] (docs/config.md)
 host = "mqtt.commune.example"
@@ -29,8 +30,10 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     Field,
+    StrictInt,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -45,9 +48,11 @@ from commune.desk_config import (
     target_name,
 )
 from commune.locations import store_setting
+from commune.receiver import MAX_SESSION_EXPIRY_S
+from commune.scope import EVERY, CommuneScope, commune_name
 from core.errors import ConfigError
 from settings import BrokerConfig, Frozen, LoadContext, pydantic_errors, read_toml
-from settings.validators import Id
+from settings.validators import mqtt_topic_level
 
 _SHARE_GROUP = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -62,14 +67,60 @@ def share_group_name(value: str) -> str:
     return value
 
 
-class ReceiverSection(Frozen):
-    """``[receiver]``: the commune whose hubs' events are received (an MQTT topic level)."""
+def commune_or_every(value: str) -> str:
+    """``[receiver] commune``: a commune (an MQTT topic level), or ``+`` for every commune."""
+    return value if value == EVERY else mqtt_topic_level(value)
 
-    commune: Id
+
+def commune_list(values: tuple[str, ...]) -> tuple[str, ...]:
+    """``[receiver] communes``: at least one, each a commune, none twice."""
+    if not values:
+        raise ValueError('name at least one commune, or use commune = "+" for every commune')
+    for value in values:
+        commune_name(value)
+    for i, value in enumerate(values):
+        if value in values[:i]:
+            raise ValueError(f"commune {value!r} is named twice")
+    return values
+
+
+class ReceiverSection(Frozen):
+    """``[receiver]``: whose hubs' events are received: ``commune`` (one, or ``+`` for every
+    commune the broker carries) or ``communes`` (a list); see ``commune.scope``.
+
+    ``session_expiry_s``: how long the broker keeps the session of an offline receiver (and
+    the events queued in it); by default a day, or 60 s with ``share_group``, since Mosquitto
+    goes on handing an offline member its share until its session expires."""
+
+    commune: Annotated[StrictStr, AfterValidator(commune_or_every)] | None = None
+    communes: Annotated[tuple[StrictStr, ...], AfterValidator(commune_list)] | None = None
     share_group: Annotated[StrictStr, AfterValidator(share_group_name)] | None = None
     client_id: Annotated[StrictStr, Field(min_length=1)] | None = None
     # A SQLite file or a PostgreSQL URL (commune.locations); default <data dir>/receiver.sqlite3.
     store: Annotated[StrictStr, AfterValidator(store_setting)] | None = None
+    session_expiry_s: Annotated[StrictInt, Field(ge=0, le=MAX_SESSION_EXPIRY_S)] | None = None
+
+    @field_validator("communes")
+    @classmethod
+    def _not_with_commune(
+        cls, value: tuple[str, ...] | None, info: ValidationInfo
+    ) -> tuple[str, ...] | None:
+        if value is not None and info.data.get("commune") is not None:
+            raise ValueError("give commune or communes, not both")
+        return value
+
+    @model_validator(mode="after")
+    def _some_commune(self) -> ReceiverSection:
+        if self.commune is None and self.communes is None:
+            raise ValueError(
+                'name the commune(s): commune = "phuong-1" (or "+" for every commune of the '
+                'broker), or communes = ["phuong-1", "xa-2"]'
+            )
+        return self
+
+    @property
+    def scope(self) -> CommuneScope:
+        return CommuneScope.of(self.communes if self.communes is not None else str(self.commune))
 
 
 class ReceiverConfig(Frozen):

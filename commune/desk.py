@@ -78,7 +78,8 @@ class Desk:
     ) -> None:
         self.data_dir = Path(data_dir)
         self.config = config
-        self.commune = config.receiver.commune
+        # The console serves one commune (its hubs, their commands); see docs/province.md.
+        self.commune = config.receiver.scope.label
         self.clock = clock
         self.db_path = store_location(config.receiver.store, self.data_dir, store)
         self.store_shown = shown_location(self.db_path)

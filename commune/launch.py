@@ -6,7 +6,8 @@ The ``[broker]`` table becomes connection settings the way a hub's does
 host and port (or ``--broker``), keepalive, username and password, TLS and its files.
 
 The client id is ``[receiver] client_id``, else ``[broker] client_id``, else
-``tuquan-receiver-<commune>``.
+``tuquan-receiver-<commune>`` (``commune.scope``: ``tuquan-receiver-+`` for every commune).
+The communes are ``[receiver] commune``/``communes`` or the command line's ``--commune``.
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ from commune.dc09.config import Dc09Config
 from commune.dc09.forwarder import Dc09Forwarder
 from commune.locations import DB_FILENAME
 from commune.receiver import Receiver, default_client_id
+from commune.scope import CommuneScope
 from gateway.broker import BrokerSettings, settings_from_table, settings_tls_context
 from settings import BrokerConfig
 
 
 def receiver_broker_settings(
-    cfg: ReceiverConfig | None, commune: str, override: tuple[str, int] | None = None
+    cfg: ReceiverConfig | None,
+    commune: str | CommuneScope,
+    override: tuple[str, int] | None = None,
 ) -> BrokerSettings:
     """How the receiver of ``commune`` reaches its broker; without a config, the defaults of
     ``[broker]`` (a local broker, no TLS, no password)."""
@@ -42,11 +46,12 @@ def receiver_broker_settings(
 
 def run_configured_receiver(
     broker: BrokerSettings,
-    commune: str,
+    commune: str | CommuneScope,
     data_dir: Path,
     *,
     share_group: str | None = None,
     store: str | Path | None = None,
+    session_expiry_s: int | None = None,
     out: TextIO | None = None,
     stop: threading.Event | None = None,
     dc09: Dc09Config | None = None,
@@ -62,6 +67,7 @@ def run_configured_receiver(
         password=broker.password,
         tls=settings_tls_context(broker),
         share_group=share_group,
+        session_expiry_s=session_expiry_s,
         keepalive=broker.keepalive_s,
         store=store,
         out=out,
@@ -73,7 +79,7 @@ def run_configured_receiver(
 def run_receiver(
     host: str,
     port: int,
-    commune: str,
+    commune: str | CommuneScope,
     data_dir: str | Path,
     *,
     client_id: str | None = None,
@@ -81,6 +87,7 @@ def run_receiver(
     password: str | None = None,
     tls: ssl.SSLContext | None = None,
     share_group: str | None = None,
+    session_expiry_s: int | None = None,
     keepalive: int = 30,
     store: str | Path | None = None,
     out: TextIO | None = None,
@@ -128,6 +135,7 @@ def run_receiver(
         tls=tls,
         on_new_event=print_event,
         share_group=share_group,
+        session_expiry_s=session_expiry_s,
         keepalive=keepalive,
     )
     try:

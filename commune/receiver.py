@@ -16,14 +16,22 @@ One message costs one message: whatever goes wrong with it (refused at the edge,
 the store, an exception nobody foresaw) is counted, logged once, acknowledged and never
 receipted. Only a disk that refuses every commit holds messages back, unacknowledged.
 
+A receiver serves one commune, a list of them or every commune of its broker
+(``commune.scope``): one pair of filters per commune (events, snapshots) or one pair for ``+``,
+each behind ``$share/<group>/`` when several receivers share the work. The commune of an event
+is its topic's, checked against the scope, and its receipt goes to that commune's hub.
+
 Each time the subscription is in place the receiver publishes a retained
-``{"state": "online", ...}`` on ``receiver_status_topic(commune)`` (hubs then re-send what has
-no receipt); its last will, and a clean stop, say ``"offline"`` there.
+``{"state": "online", ...}`` on its communes' ``receiver_status_topic`` (hubs then re-send what
+has no receipt); a receiver of every commune does so for a commune after its first receipt
+there on the connection. Its last will, and a clean stop, say ``"offline"``.
 
 The MQTT session is persistent (``clean_start=False``, a session expiry interval, a stable
 client id) and messages are acknowledged by hand (``manual_ack=True``) after the commit. Events
 published while the receiver is down wait in the broker, and a message the receiver took but did
-not commit is delivered again when it reconnects.
+not commit is delivered again when it reconnects. A member of a share group keeps its session
+only briefly (``SHARED_SESSION_EXPIRY_S``): the broker goes on handing an offline member its
+share until the session expires (docs/province.md).
 
 Trust (``commune.trust``): once any hub is enrolled, an event is stored only if it verifies
 with an acceptable key of its hub; one that does not is quarantined with reason
@@ -47,8 +55,7 @@ import queue
 import ssl
 import threading
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -61,6 +68,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from commune.db import is_postgres_url, shown_location
 from commune.feed import AlertFeed, unverified_event
+from commune.receiver_status import ReceiverStatus
+from commune.scope import CommuneScope
 from commune.snapshots import SNAPSHOT_DIRNAME, SnapshotFiles, is_snapshot
 from commune.store import EventStore, ReceivedEvent
 from commune.storing import Outcome, Pending, Stopped, store_pending
@@ -69,16 +78,16 @@ from commune.validate import InvalidEvent, parse_event
 from core.errors import TuquanError
 from core.events import utc_now_iso
 from core.signing import KeyFileError, SigningKey
-from core.topics import (
-    HubTopics,
-    commune_event_filter,
-    commune_snapshot_filter,
-    receiver_status_topic,
-)
+from core.topics import HubTopics, parse_hub_topic
 
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 24 * 3600  # the broker keeps our subscription and queue this long offline
+# A share group's member: Mosquitto hands an offline member its share until the session expires,
+# so a member that died stops stranding events after this long (then the hubs' re-sends reach
+# the members still alive). Longer than a restart; about a hub's receipt timeout.
+SHARED_SESSION_EXPIRY_S = 60
+MAX_SESSION_EXPIRY_S = 2**32 - 1  # MQTT's largest: the session never expires
 MAX_BATCH = 1000
 _LOGGED_PAYLOAD_CHARS = 200
 _STOP_MQTT_RESERVE_S = 3.0  # of stop()'s time, kept for "offline" and the disconnect
@@ -115,13 +124,24 @@ class _Incoming:
 _STOP = object()
 
 
-def default_client_id(commune: str) -> str:
-    """The receiver's MQTT client id when its config names none."""
-    return f"tuquan-receiver-{commune}"
+def default_client_id(commune: str | CommuneScope) -> str:
+    """The receiver's MQTT client id when its config names none (``tuquan-receiver-<commune>``;
+    see ``CommuneScope.default_client_id`` for a list or ``+``)."""
+    return CommuneScope.of(commune).default_client_id()
+
+
+def default_session_expiry(share_group: str | None) -> int:
+    """How long the broker keeps an offline receiver's session: a day, or briefly for a member
+    of a share group."""
+    return SHARED_SESSION_EXPIRY_S if share_group else SESSION_EXPIRY_S
 
 
 class Receiver:
-    """Subscribes to every hub event of one commune, stores it, receipts it.
+    """Subscribes to every hub event of its communes, stores it, receipts it.
+
+    ``commune`` is one commune, ``"+"`` (every commune), a list, or a ``CommuneScope``
+    (``ScopeError``, a ValueError, if invalid). ``session_expiry_s`` defaults to
+    ``default_session_expiry(share_group)``.
 
     ``on_new_event(event_dict)`` is the alert feed: it is called on the writer thread for every
     stored event, in store order, at least once (again after a crash that came between the call
@@ -140,7 +160,7 @@ class Receiver:
         self,
         host: str,
         port: int,
-        commune: str,
+        commune: str | Sequence[str] | CommuneScope,
         db_path: str | Path,
         *,
         client_id: str | None = None,
@@ -153,10 +173,12 @@ class Receiver:
         store_factory: Callable[[str | Path], EventStore] = EventStore,
         commune_key: SigningKey | None = None,
         data_dir: str | Path | None = None,
+        session_expiry_s: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
-        self.commune = commune
+        self.scope = CommuneScope.of(commune)
+        self.commune = self.scope.label  # the commune, "+" or "a+b": for logs and names
         # A SQLite file, or a PostgreSQL URL (then ``data_dir`` says where the key and the
         # snapshots are kept).
         self.db_path: str | Path = db_path if is_postgres_url(db_path) else Path(db_path)
@@ -164,15 +186,18 @@ class Receiver:
             raise ReceiverError("a receiver on PostgreSQL needs a data_dir for its key")
         self.data_dir = Path(data_dir) if data_dir is not None else Path(self.db_path).parent
         self.store_shown = shown_location(self.db_path)
-        self.client_id = client_id or default_client_id(commune)
+        self.client_id = client_id or self.scope.default_client_id()
         self.on_new_event = on_new_event
-        filter_ = commune_event_filter(commune)
-        self.topic_filter = f"$share/{share_group}/{filter_}" if share_group else filter_
-        snapshots = commune_snapshot_filter(commune)
-        self.snapshot_filter = f"$share/{share_group}/{snapshots}" if share_group else snapshots
-        self.snapshots = SnapshotFiles(self.data_dir / SNAPSHOT_DIRNAME, commune)
+        self.topic_filters = self.scope.filters(share_group)
+        self.topic_filter = ", ".join(self.topic_filters)  # as logged
+        self.snapshots = SnapshotFiles(self.data_dir / SNAPSHOT_DIRNAME, self.scope)
         self.snapshot_dir = self.snapshots.directory
-        self.status_topic = receiver_status_topic(commune)
+        self.status_topic = self.scope.will_topic
+        if session_expiry_s is None:
+            session_expiry_s = default_session_expiry(share_group)
+        if not 0 <= session_expiry_s <= MAX_SESSION_EXPIRY_S:
+            raise ValueError(f"session_expiry_s must be 0 .. {MAX_SESSION_EXPIRY_S}")
+        self.session_expiry_s = session_expiry_s
         self.keepalive = keepalive
         self._store_factory = store_factory
         self._feed = AlertFeed(on_new_event) if on_new_event is not None else None
@@ -183,7 +208,6 @@ class Receiver:
         self._stats = ReceiverStats()
         self._stats_lock = threading.Lock()
         self._connection = 0
-        self._session = ""  # a fresh uuid4 hex per connection, in the "online" message
         self._subscribe_mid: int | None = None
         self._subscribed = threading.Event()
         self._stopping = threading.Event()
@@ -202,7 +226,7 @@ class Receiver:
             client.username_pw_set(username, password)
         if tls is not None:
             client.tls_set_context(tls)
-        client.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
+        self._status = ReceiverStatus(client, self.scope, self.client_id)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
@@ -237,17 +261,18 @@ class Receiver:
                 f"cannot open event store {self.store_shown}: {self._store_error}"
             ) from self._store_error
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.SessionExpiryInterval = self.session_expiry_s
         self._client.connect_async(
             self.host, self.port, keepalive=self.keepalive, clean_start=False, properties=props
         )
         self._client.loop_start()
         log.info(
-            "receiver %s: connecting to %s:%d, filter %s, store %s",
+            "receiver %s: connecting to %s:%d, filters %s, session expiry %d s, store %s",
             self.client_id,
             self.host,
             self.port,
             self.topic_filter,
+            self.session_expiry_s,
             self.store_shown,
         )
 
@@ -272,7 +297,7 @@ class Receiver:
             self._writer.join(max(0.1, timeout - _STOP_MQTT_RESERVE_S))
             if self._writer.is_alive():
                 log.error("receiver writer did not finish in time; its batch stays unacknowledged")
-        self._say_offline(min(_OFFLINE_WAIT_S, max(0.1, deadline - time.monotonic())))
+        self._status.offline(min(_OFFLINE_WAIT_S, max(0.1, deadline - time.monotonic())))
         self._client.disconnect()
         # loop_stop joins paho's thread without a timeout; that thread may be inside a connect
         # (up to its connect timeout, or a DNS lookup with no bound at all).
@@ -284,24 +309,6 @@ class Receiver:
         if stopper.is_alive():
             log.warning("the MQTT network thread did not stop in time; leaving it")
         log.info("receiver %s stopped: %s", self.client_id, self.stats)
-
-    def _say_offline(self, wait_s: float) -> None:
-        """Publish the retained "offline" status (a clean disconnect discards the will)."""
-        if not self._client.is_connected():
-            return
-        try:
-            info = self._client.publish(
-                self.status_topic, self._status("offline"), qos=1, retain=True
-            )
-            info.wait_for_publish(wait_s)
-        except (RuntimeError, ValueError) as exc:
-            log.warning("offline status not published: %s", exc)
-
-    def _status(self, state: str) -> str:
-        body: dict[str, str] = {"state": state, "receiver": self.client_id}
-        if state == "online":
-            body |= {"session": self._session, "ts": utc_now_iso()}
-        return json.dumps(body, separators=(",", ":"))
 
     @property
     def stats(self) -> ReceiverStats:
@@ -327,7 +334,7 @@ class Receiver:
                 )
                 return
             self._connection += 1
-            self._session = uuid.uuid4().hex
+            self._status.new_connection(self._connection)
             log.info(
                 "connected to %s:%d (session present: %s)",
                 self.host,
@@ -337,10 +344,7 @@ class Receiver:
             # Subscribe on every connect: the session may have expired or the broker restarted
             # without persistence.
             result, mid = client.subscribe(
-                [
-                    (self.topic_filter, SubscribeOptions(qos=1)),
-                    (self.snapshot_filter, SubscribeOptions(qos=1)),
-                ]
+                [(f, SubscribeOptions(qos=1)) for f in self.topic_filters]
             )
             if result != mqtt.MQTT_ERR_SUCCESS:
                 log.error(
@@ -360,11 +364,11 @@ class Receiver:
             if refused:
                 log.error("broker refused subscription %s: %s", self.topic_filter, refused[0])
                 return
-            log.info("subscribed to %s and %s", self.topic_filter, self.snapshot_filter)
+            log.info("subscribed to %s", self.topic_filter)
             self._subscribed.set()
             # Hubs re-send every unreceipted event when they see this: what the broker took
             # while no receiver was subscribed does not wait for their receipt timeout.
-            client.publish(self.status_topic, self._status("online"), qos=1, retain=True)
+            self._status.online()
         except Exception:
             log.exception("error in on_subscribe")
 
@@ -478,15 +482,16 @@ class Receiver:
         self._run_feed(store)
 
         # Only now, with the batch on disk, may hubs forget these events.
-        receipts: dict[str, list[str]] = {}
+        receipts: dict[tuple[str, str], list[str]] = {}
         for item, outcome in zip(pending, outcomes, strict=True):
             if outcome is Outcome.QUARANTINED:
                 continue
-            ids = receipts.setdefault(item.event.hub, [])
+            ids = receipts.setdefault((item.event.commune, item.event.hub), [])
             if item.event.id not in ids:
                 ids.append(item.event.id)
         if receipts:
             self._send_receipts(receipts)
+            self._status.announce(commune for commune, _ in receipts)
         return True
 
     def _refresh_keyring(self, store: EventStore) -> None:
@@ -533,9 +538,8 @@ class Receiver:
             if is_snapshot(msg.topic):
                 self._save_snapshot(msg)
                 return None
-            return parse_event(
-                msg.topic, msg.payload, commune=self.commune, received_at=msg.received_at
-            )
+            commune = self._commune_of(msg.topic)
+            return parse_event(msg.topic, msg.payload, commune=commune, received_at=msg.received_at)
         except InvalidEvent as exc:
             reason = str(exc)
         except Exception as exc:
@@ -548,6 +552,16 @@ class Receiver:
             msg.payload[:_LOGGED_PAYLOAD_CHARS],
         )
         return None
+
+    def _commune_of(self, topic: str) -> str:
+        """The commune an event's topic names, if this receiver serves it (InvalidEvent else:
+        a broker or a bridge that carries more than asked for costs those messages only)."""
+        parts = parse_hub_topic(topic)
+        if parts is None:
+            raise InvalidEvent("topic outside tuquan/v1/<commune>/<hub>/")
+        if not self.scope.accepts(parts[0]):
+            raise InvalidEvent(f"topic of commune {parts[0][:64]!r}, not {self.commune!r}")
+        return parts[0]
 
     def _run_feed(self, store: EventStore) -> None:
         if self._feed is None:
@@ -579,17 +593,17 @@ class Receiver:
         self._count(snapshots=1)
         log.info("snapshot saved: %s", path)
 
-    def _send_receipts(self, receipts: dict[str, list[str]]) -> None:
+    def _send_receipts(self, receipts: dict[tuple[str, str], list[str]]) -> None:
         """Publish ``{"hub", "ids", "ts", "kid", "sig"}`` (signed by the commune, purpose
-        "receipt") to each hub's receipt topic (QoS 1). Called only after the events are
-        committed. paho queues the message if the connection is down."""
+        "receipt") to each (commune, hub)'s receipt topic (QoS 1). Called only after the events
+        are committed. paho queues the message if the connection is down."""
         assert self.commune_key is not None  # loaded by start()
-        for hub, ids in receipts.items():
+        for (commune, hub), ids in receipts.items():
             receipt = self.commune_key.sign("receipt", {"hub": hub, "ids": ids, "ts": time.time()})
             payload = json.dumps(receipt, separators=(",", ":"))
             # Counted before it leaves, so a hub that has its receipt sees it counted.
             self._count(receipts_sent=1)
-            info = self._client.publish(HubTopics(self.commune, hub).receipt, payload, qos=1)
+            info = self._client.publish(HubTopics(commune, hub).receipt, payload, qos=1)
             if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                 self._count(receipts_sent=-1)
                 log.warning("receipt to hub %s not queued: %s", hub, mqtt.error_string(info.rc))

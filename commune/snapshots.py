@@ -1,16 +1,18 @@
 """Camera snapshots on the receiver's disk: ``snapshots/<hub>/<event-id>.jpg`` beside its
-database. A message that is not a whole JPEG of one of the commune's hubs, or is larger than
-``MAX_SNAPSHOT_BYTES``, is refused with the reason."""
+database, or ``snapshots/<commune>/<hub>/<event-id>.jpg`` for a receiver of several communes
+(hub ids are unique within a commune only). A message that is not a whole JPEG of a hub of one
+of its communes, or is larger than ``MAX_SNAPSHOT_BYTES``, is refused with the reason."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+from commune.scope import CommuneScope
 from core.files import write_durably
 from core.topics import parse_hub_topic
 
-SNAPSHOT_DIRNAME = "snapshots"  # beside the database: snapshots/<hub>/<event-id>.jpg
+SNAPSHOT_DIRNAME = "snapshots"  # beside the database: snapshots/[<commune>/]<hub>/<event-id>.jpg
 MAX_SNAPSHOT_BYTES = 4_000_000  # a hub's snapshot is a crop of tens of kilobytes
 SNAPSHOT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 HUB_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -28,9 +30,10 @@ def is_jpeg(data: bytes) -> bool:
 
 
 class SnapshotFiles:
-    def __init__(self, directory: Path, commune: str) -> None:
+    def __init__(self, directory: Path, communes: str | CommuneScope) -> None:
         self.directory = directory
-        self.commune = commune
+        self.scope = CommuneScope.of(communes)
+        self.per_commune = self.scope.single is None  # one folder per commune
 
     def problem(self, topic: str, payload: bytes) -> str | None:
         """Why this snapshot message is refused, or None."""
@@ -39,8 +42,8 @@ class SnapshotFiles:
             return "topic outside tuquan/v1/<commune>/<hub>/"
         commune, hub, rest = parts
         event_id = rest.split("/", 1)[1]
-        if commune != self.commune:
-            return f"topic of commune {commune!r}, not {self.commune!r}"
+        if not self.scope.accepts(commune):
+            return f"topic of commune {commune[:64]!r}, not {self.scope.label!r}"
         if not HUB_ID.fullmatch(hub):
             return "the hub in the topic is not a hub id"
         if not SNAPSHOT_ID.fullmatch(event_id):
@@ -55,7 +58,8 @@ class SnapshotFiles:
         """Write a snapshot ``problem`` found nothing wrong with, whole; OSError if it cannot."""
         parts = parse_hub_topic(topic)
         assert parts is not None
-        hub, event_id = parts[1], parts[2].split("/", 1)[1]
-        path = self.directory / hub / f"{event_id}.jpg"
+        commune, hub, event_id = parts[0], parts[1], parts[2].split("/", 1)[1]
+        folder = self.directory / commune if self.per_commune else self.directory
+        path = folder / hub / f"{event_id}.jpg"
         write_durably(path, payload)
         return path

@@ -39,7 +39,7 @@ class Station:
         self.receiver = Receiver(
             broker.host,
             broker.port,
-            config.receiver.commune,
+            config.receiver.scope,
             self.store,
             data_dir=self.data_dir,
             client_id=broker.client_id,
@@ -48,6 +48,7 @@ class Station:
             tls=settings_tls_context(broker),
             on_new_event=self._stored,
             share_group=config.receiver.share_group,
+            session_expiry_s=config.receiver.session_expiry_s,
             keepalive=broker.keepalive_s,
         )
 

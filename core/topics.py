@@ -40,13 +40,24 @@ def receiver_status_topic(commune: str) -> str:
 
 
 def commune_event_filter(commune: str) -> str:
-    """What a commune receiver subscribes to: every event of every hub of the commune."""
+    """What a commune receiver subscribes to: every event of every hub of the commune
+    (``commune`` is ``+`` for every commune of a province)."""
     return f"{ROOT}/{commune}/+/event/+"
 
 
 def commune_snapshot_filter(commune: str) -> str:
     """Every camera snapshot (``snapshot/<event-id>``, JPEG) of every hub of the commune."""
     return f"{ROOT}/{commune}/+/snapshot/+"
+
+
+PROVINCE_LEVEL = "_province"  # never a commune: communes start with a letter or digit
+
+
+def province_receiver_status_topic() -> str:
+    """Retained ``{"state": ...}`` of the receivers that serve several communes (a list, or
+    every commune). No hub subscribes to it and no bridge carries it: a hub hears such a
+    receiver on its own commune's ``receiver_status_topic``."""
+    return f"{ROOT}/{PROVINCE_LEVEL}/{RECEIVER_LEVEL}/status"
 
 
 def parse_hub_topic(topic: str) -> tuple[str, str, str] | None:

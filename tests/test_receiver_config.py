@@ -80,6 +80,17 @@ def test_without_a_broker_table_the_password_comes_from_the_environment(tmp_path
     assert (cfg.broker.host, cfg.broker.port, cfg.broker.password) == ("127.0.0.1", 1883, None)
 
 
+def test_a_receiver_of_every_commune_or_of_a_list(tmp_path: Path) -> None:
+    path = tmp_path / "receiver.toml"
+    path.write_text('[receiver]\ncommune = "+"\nshare_group = "p"\nsession_expiry_s = 20\n')
+    cfg = load_receiver_config(path, env={})
+    assert cfg.receiver.scope.every and cfg.receiver.session_expiry_s == 20
+    path.write_text('[receiver]\ncommunes = ["phuong-1", "xa-2"]\n')
+    cfg = load_receiver_config(path, env={})
+    assert cfg.receiver.scope.communes == ("phuong-1", "xa-2")
+    assert (cfg.receiver.commune, cfg.receiver.session_expiry_s) == (None, None)
+
+
 # -- invalid files: every one exits 2 and names the key ---------------------------------------
 
 
@@ -108,6 +119,27 @@ BAD = {
         "receiver.commune",
         "'Phuong.1' is not a valid id: use 1 to 63 lowercase letters, digits, '-' or '_', "
         "starting with a letter or digit",
+    ),
+    "commune and communes both": Bad(
+        RECEIVER + b'communes = ["phuong-2"]\n',
+        "receiver.communes",
+        "give commune or communes, not both",
+    ),
+    "'+' in a list of communes": Bad(
+        b'[receiver]\ncommunes = ["phuong-1", "+"]\n',
+        "receiver.communes",
+        "'+' (every commune) stands alone, not in a list of communes",
+    ),
+    "a commune named twice": Bad(
+        b'[receiver]\ncommunes = ["phuong-1", "phuong-1"]\n',
+        "receiver.communes",
+        "commune 'phuong-1' is named twice",
+    ),
+    "no commune at all": Bad(
+        b'[receiver]\nshare_group = "police"\n', "receiver", "name the commune(s)"
+    ),
+    "a negative session expiry": Bad(
+        RECEIVER + b"session_expiry_s = -1\n", "receiver.session_expiry_s", "at least 0"
     ),
     "a share group with a space": Bad(
         RECEIVER + b'share_group = "police 1"\n',

@@ -8,6 +8,7 @@
 - ``model``: ``model list`` and ``model fetch``;
 - ``keys``: ``keys init|show|trust|revoke``, signing keys and enrolment;
 - ``broker``: ``broker-config`` (the commune broker's ACL and users) and ``doctor``;
+- ``bridge``: ``bridge-config`` (the commune broker's bridge to the province broker);
 - ``console``: ``console``, the police console, and its ``user`` and ``token`` accounts.
 - ``watch``: ``watch``, the police console in a terminal, on the receiver's store.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 
+from tuquan.cli.bridge import add_bridge_config
 from tuquan.cli.broker import add_broker_config, add_doctor
 from tuquan.cli.command import add_command
 from tuquan.cli.console import add_console
@@ -63,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_model,
         add_keys,
         add_broker_config,
+        add_bridge_config,
         add_doctor,
     ):
         add(sub)

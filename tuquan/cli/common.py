@@ -39,10 +39,14 @@ def print_config_errors(exc: ConfigError, source: str) -> None:
     print(f"{source}: {len(exc.errors)} error(s)", file=sys.stderr)
 
 
-def receiver_config(args: argparse.Namespace, command: str) -> tuple[Any, str] | int:
+def receiver_config(
+    args: argparse.Namespace, command: str, *, several: bool = False
+) -> tuple[Any, Any] | int:
     """``--config`` (a receiver config, or None) and the commune (``--commune``, else the
-    config's); an exit status (2, errors printed) when either cannot be had."""
+    config's); an exit status (2, errors printed) when either cannot be had. With ``several``
+    the second is a ``CommuneScope`` (``--commune +`` or ``a,b`` allowed), else one commune."""
     from commune.config import load_receiver_config
+    from commune.scope import CommuneScope, ScopeError
 
     cfg = None
     if args.config:
@@ -51,9 +55,21 @@ def receiver_config(args: argparse.Namespace, command: str) -> tuple[Any, str] |
         except ConfigError as exc:
             print_config_errors(exc, args.config)
             return 2
-    commune = args.commune or (cfg.receiver.commune if cfg is not None else None)
-    if not commune:
+    try:
+        scope = CommuneScope.of(args.commune) if args.commune else None
+    except ScopeError as exc:
+        print(f"--commune: {exc}", file=sys.stderr)
+        return 2
+    if scope is None and cfg is not None:
+        scope = cfg.receiver.scope
+    if scope is None:
         print(f"tuquan {command} needs --commune or a --config with [receiver] commune",
               file=sys.stderr)  # fmt: skip
         return 2
-    return cfg, commune
+    if several:
+        return cfg, scope
+    if scope.single is None:
+        print(f"tuquan {command} serves one commune, not {scope.label!r}: several communes "
+              "(a list, or '+') are for tuquan receive", file=sys.stderr)  # fmt: skip
+        return 2
+    return cfg, scope.single

@@ -187,7 +187,7 @@ def cmd_console(args: argparse.Namespace) -> int:
     if cfg is None:  # no --config: the defaults, for the commune given
         cfg = parse_receiver_config({"receiver": {"commune": commune}}, base_dir=Path.cwd(), env={})
     elif cfg.receiver.commune != commune:
-        section = cfg.receiver.model_copy(update={"commune": commune})
+        section = cfg.receiver.model_copy(update={"commune": commune, "communes": None})
         cfg = cfg.model_copy(update={"receiver": section})
     if args.store is not None:
         section = cfg.receiver.model_copy(update={"store": args.store})

@@ -20,7 +20,11 @@ def add_receive(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     rec = sub.add_parser("receive", help="run the commune receiver (stores, prints, receipts)")
     rec.add_argument("--config", help="receiver config: [receiver] commune, and [broker]")
     rec.add_argument("--broker", type=broker_arg, metavar="HOST:PORT")
-    rec.add_argument("--commune", help="the commune whose hubs to receive (overrides the config)")
+    rec.add_argument(
+        "--commune",
+        help="the commune whose hubs to receive, '+' for every commune of the broker, or a "
+        "list a,b (overrides the config)",
+    )
     rec.add_argument(
         "--data-dir", help=f"where receiver.sqlite3 lives (default ./{RECEIVER_DATA_DIR})"
     )
@@ -37,22 +41,24 @@ def cmd_receive(args: argparse.Namespace) -> int:
     from commune.launch import receiver_broker_settings, run_configured_receiver
     from commune.locations import store_location
     from commune.receiver import ReceiverError
+    from commune.scope import CommuneScope
     from gateway.logs import setup_logging
 
     setup_logging(args.log_level)
-    found = receiver_config(args, "receive")
+    found = receiver_config(args, "receive", several=True)
     if isinstance(found, int):
         return found
     cfg: ReceiverConfig | None = found[0]
-    commune: str = found[1]
+    scope: CommuneScope = found[1]
     where = data_dir(args.data_dir, RECEIVER_DATA_DIR)
     store = store_location(cfg.receiver.store if cfg is not None else None, where, args.store)
     try:
         return run_configured_receiver(
-            receiver_broker_settings(cfg, commune, args.broker),
-            commune,
+            receiver_broker_settings(cfg, scope, args.broker),
+            scope,
             where,
             share_group=cfg.receiver.share_group if cfg is not None else None,
+            session_expiry_s=cfg.receiver.session_expiry_s if cfg is not None else None,
             store=store,
             dc09=cfg.forward.dc09 if cfg is not None else None,
         )
