@@ -138,20 +138,22 @@ def summarize(
         links.update({k: v for k, v in hub.counters.items() if k not in ("published", "resent")})
         if not hub.ever_connected:
             summary.never_connected.append(hub.hub)
-        for event_id, pending in ledger.pending.items():
+        for pending in ledger.pending.values():
             kinds[pending.kind] += 1
-            summary.losses.append(Loss(hub.hub, pending.seq, event_id, "never receipted"))
         gaps = ledger.gaps()
         if gaps:
             gappy.append((hub.hub, gaps))
+        lost = {p.seq: (event_id, False, None) for event_id, p in ledger.pending.items()}
         if stored_once is not None:
             missing = ledger.missing_from(stored_once)
             stored += ledger.last_seq - len(missing)
+            lost = {seq: (i, r, True) for seq, (i, r, _) in lost.items()}
             for seq, event_id in missing:
-                summary.losses.append(Loss(hub.hub, seq, event_id, "not in the store"))
+                lost[seq] = (event_id, seq not in lost, False)
             holes = _holes(ledger.last_seq, {seq for seq, _ in missing})
             if holes:
                 store_gappy.append((hub.hub, holes))
+        _add_losses(summary, hub.hub, lost)
     full_made, full_receipted, full_stored = _full(summary, full, stored_once)
     summary.events = {
         "made": made + full_made,
@@ -164,7 +166,7 @@ def summarize(
         "stored": None if stored_once is None else stored + full_stored,
         "missing_from_store": None
         if stored_once is None
-        else sum(1 for loss in summary.losses if loss.why == "not in the store"),
+        else sum(1 for loss in summary.losses if "not in the store" in loss.why),
         "duplicates_in_store": None if stores is None else store_dupes,
     }
     summary.by_kind = dict(sorted(kinds.items()))  # what is still unreceipted, by kind
@@ -218,7 +220,7 @@ def _full(
     summary: Summary, full: list[FullHubResult], stored: set[str] | None
 ) -> tuple[int, int, int]:
     """Account for the full hubs; (made, receipted, stored) over all of them."""
-    made = receipted = in_store = 0
+    made = receipted = stored_count = 0
     for hub in full:
         delivered = [r for r in hub.rows if r.state == DELIVERED]
         made += len(hub.rows)
@@ -233,22 +235,38 @@ def _full(
             "panics_pressed": hub.panics,
             "control_failures": hub.control_failures,
         }
+        lost: dict[int, tuple[str, bool, bool | None]] = {}
         for row in hub.rows:
-            if row.state != DELIVERED:
-                summary.losses.append(Loss(hub.hub, row.seq, row.id, "never receipted"))
+            in_store = None if stored is None else row.id in stored
+            if row.state != DELIVERED or in_store is False:
+                lost[row.seq] = (row.id, row.state == DELIVERED, in_store)
         if stored is not None:
-            missing = [r for r in hub.rows if r.id not in stored]
-            in_store += len(hub.rows) - len(missing)
-            entry["missing_from_store"] = len(missing)
-            for row in missing:
-                summary.losses.append(Loss(hub.hub, row.seq, row.id, "not in the store"))
+            missing = sum(1 for r in hub.rows if r.id not in stored)
+            stored_count += len(hub.rows) - missing
+            entry["missing_from_store"] = missing
+        _add_losses(summary, hub.hub, lost)
         book = LatencyBook()
         for row in delivered:
             if row.created_at is not None and row.delivered_at is not None:
                 book.add(row.priority, (row.delivered_at - row.created_at) * 1000.0)
         entry["commit_to_receipt_ms"] = _latencies([book])
         summary.full_hubs.append(entry)
-    return made, receipted, in_store
+    return made, receipted, stored_count
+
+
+def _add_losses(summary: Summary, hub: str, lost: dict[int, tuple[str, bool, bool | None]]) -> None:
+    """One loss per event: (seq -> (id, receipted, in a store or None when none was read))."""
+    for seq in sorted(lost):
+        event_id, receipted, in_store = lost[seq]
+        summary.losses.append(Loss(hub, seq, event_id, loss_reason(receipted, in_store)))
+
+
+def loss_reason(receipted: bool, in_store: bool | None) -> str:
+    if receipted:
+        return "receipted but not in the store"  # a receiver receipted what it did not keep
+    if in_store is None:
+        return "never receipted"
+    return "never receipted (stored)" if in_store else "never receipted, not in the store"
 
 
 def render_text(summary: Summary) -> str:
