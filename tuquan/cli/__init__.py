@@ -11,6 +11,7 @@
 - ``bridge``: ``bridge-config`` (the commune broker's bridge to the province broker);
 - ``console``: ``console``, the police console, and its ``user`` and ``token`` accounts.
 - ``watch``: ``watch``, the police console in a terminal, on the receiver's store.
+- ``fleet``: ``fleet``, thousands of simulated hubs as a load, checked for loss.
 
 Each command is a function of the parsed arguments returning the exit status. Building the
 parser imports none of the hub, the simulator, the receiver or the detector: each command
@@ -26,6 +27,7 @@ from tuquan.cli.broker import add_broker_config, add_doctor
 from tuquan.cli.command import add_command
 from tuquan.cli.console import add_console
 from tuquan.cli.detect import add_detect
+from tuquan.cli.fleet import add_fleet
 from tuquan.cli.hub import add_check_config, add_run
 from tuquan.cli.keys import add_keys
 from tuquan.cli.model import add_model
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_broker_config,
         add_bridge_config,
         add_doctor,
+        add_fleet,
     ):
         add(sub)
     return parser
