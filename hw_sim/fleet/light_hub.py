@@ -18,6 +18,7 @@ the loop, and nothing else touches the client while ``connecting`` is set.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -63,6 +64,19 @@ class HubCounters:
         "receipts", "bad_receipts", "forged_receipts", "commands", "bad_receiver_status",
         "echoes", "refused",
     )  # fmt: skip
+    connects: int
+    disconnects: int
+    connect_failures: int
+    published: int
+    resent: int
+    health: int
+    receipts: int
+    bad_receipts: int
+    forged_receipts: int
+    commands: int
+    bad_receiver_status: int
+    echoes: int
+    refused: int
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -180,7 +194,7 @@ class LightHub:
                 properties=props,
             )
         except Exception as exc:  # refused, unreachable, a name that does not resolve
-            self.loop.call_soon(lambda error=exc: self._connect_failed(error))
+            self.loop.call_soon(functools.partial(self._connect_failed, exc))
         else:
             self.loop.call_soon(self._connect_sent)
 

@@ -8,6 +8,7 @@ control sockets), and the caller's, which only waits, counts and finally builds 
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
@@ -182,11 +183,7 @@ class Fleet:
                 for hub in mine:
                     hub.resend_overdue(now)
 
-            loop.call_soon(
-                lambda loop=loop, sweep=sweep, step=step: every(
-                    loop, time.monotonic() + step, step, sweep, alive=self._alive
-                )
-            )
+            loop.call_soon(functools.partial(_every_from_now, loop, step, sweep, self._alive))
         for full in self.full:
             if period:
                 first = phase(self.rng, now, period)
@@ -199,7 +196,7 @@ class Fleet:
                                      p.drill_within_s, targets):  # fmt: skip
             if which < len(self.hubs):
                 hub = self.hubs[which]
-                hub.loop.call_soon(lambda hub=hub, due=due: hub.loop.call_at(due, hub.panic))
+                hub.loop.call_soon(functools.partial(hub.loop.call_at, due, hub.panic))
             else:
                 self._at(due, self.full[which - len(self.hubs)].panic)
         next_report = now + self.progress_every_s
@@ -230,9 +227,7 @@ class Fleet:
         count = 0
         for loop in self.loops:
             mine = [h for h in self.hubs if h.loop is loop]
-            count += loop.call(lambda mine=mine: sum(len(h.ledger.pending) for h in mine)).result(
-                timeout=30
-            )
+            count += loop.call(functools.partial(_pending_of, mine)).result(timeout=30)
         return count + sum(f.undelivered() for f in self.full)
 
     def settle(self, settle_s: float, stop: threading.Event) -> None:
@@ -358,3 +353,14 @@ class Fleet:
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def _every_from_now(
+    loop: NetLoop, step: float, sweep: Callable[[], None], alive: Callable[[], bool]
+) -> None:
+    """``sweep`` every ``step`` seconds on ``loop``, the first in ``step`` from now."""
+    every(loop, time.monotonic() + step, step, sweep, alive=alive)
+
+
+def _pending_of(hubs: list[LightHub]) -> int:
+    return sum(len(h.ledger.pending) for h in hubs)

@@ -143,7 +143,9 @@ def summarize(
         gaps = ledger.gaps()
         if gaps:
             gappy.append((hub.hub, gaps))
-        lost = {p.seq: (event_id, False, None) for event_id, p in ledger.pending.items()}
+        lost: dict[int, tuple[str, bool, bool | None]] = {
+            p.seq: (event_id, False, None) for event_id, p in ledger.pending.items()
+        }
         if stored_once is not None:
             missing = ledger.missing_from(stored_once)
             stored += ledger.last_seq - len(missing)
