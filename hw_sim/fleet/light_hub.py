@@ -182,7 +182,11 @@ class LightHub:
         self.connector.submit(self._connect_job)
 
     def _connect_job(self) -> None:
-        """On a connector thread: open the connection and send CONNECT."""
+        """On a connector thread: open the connection and send CONNECT (unless the fleet
+        stopped while this waited its turn)."""
+        if self.stopping:
+            self.loop.call_soon(self._connect_sent)
+            return
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.timing.session_expiry_s
         try:
