@@ -57,7 +57,7 @@ def absolute_path(value: str) -> str:
     return value
 
 
-def client_id(value: str) -> str:
+def valid_client_id(value: str) -> str:
     if not CLIENT_ID.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a usable client id: 1 to 64 letters, digits, '.', '_', '+' or '-'"
@@ -90,7 +90,7 @@ class BridgePlan(Frozen):
     province: Annotated[
         tuple[Annotated[StrictStr, AfterValidator(address)], ...], AfterValidator(not_empty)
     ]
-    client_id: Annotated[StrictStr, AfterValidator(client_id)] | None = None
+    client_id: Annotated[StrictStr, AfterValidator(valid_client_id)] | None = None
     username: Annotated[StrictStr, AfterValidator(conf_word)] | None = None
     password: SecretStr | None = None
     cafile: Path_ | None = None
