@@ -66,7 +66,11 @@ class BlackHole:
                 continue
             client, _ = self.listener.accept()
             self.accepted += 1
-            upstream = None if self.swallowing else socket.create_connection(self.target)
+            try:
+                upstream = None if self.swallowing else socket.create_connection(self.target)
+            except OSError:  # the target is down: the client sees its connection end
+                client.close()
+                continue
             self._spawn(self._pump, client, upstream, self.generation)
 
     def _pump(self, client: socket.socket, upstream: socket.socket | None, generation: int) -> None:

@@ -56,6 +56,10 @@ def add_bridge_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--province-receiver", action="append", default=[], metavar="USER",
         help="a province receiver's user, for --province-acl (repeat)",
     )  # fmt: skip
+    p.add_argument(
+        "--province-console", action="append", default=[], metavar="USER",
+        help="a province console's user (commands), for --province-acl (repeat)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_bridge_config)
 
 
@@ -130,7 +134,9 @@ def cmd_bridge_config(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     if args.province_acl:
-        Path(args.province_acl).write_text(province_acl(plan, tuple(args.province_receiver)))
+        Path(args.province_acl).write_text(
+            province_acl(plan, tuple(args.province_receiver), tuple(args.province_console))
+        )
         print(f"wrote {args.province_acl}", file=sys.stderr if not args.out else sys.stdout)
     return 0
 
