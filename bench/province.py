@@ -96,9 +96,7 @@ def database_pair(root: Path) -> tuple[Postgres, Postgres]:
     standby = streaming_standby(primary, "standby1")
     standby.start()
     primary.make_synchronous("standby1")
-    wait_until(
-        lambda: primary.sql("SELECT sync_state FROM pg_stat_replication") == [("sync",)], 60
-    )
+    wait_until(lambda: primary.sql("SELECT sync_state FROM pg_stat_replication") == [("sync",)], 60)
     return primary, standby
 
 
@@ -118,9 +116,22 @@ def start_receivers(net: BridgedBrokers, url: str, root: Path, n: int) -> list[s
         )
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "tuquan", "receive", "--config", str(data / "receiver.toml"),
-                 "--data-dir", str(data), "--store", url, "--log-level", "WARNING"],
-                cwd=REPO, stdout=subprocess.DEVNULL,
+                [
+                    sys.executable,
+                    "-m",
+                    "tuquan",
+                    "receive",
+                    "--config",
+                    str(data / "receiver.toml"),
+                    "--data-dir",
+                    str(data),
+                    "--store",
+                    url,
+                    "--log-level",
+                    "WARNING",
+                ],
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
             )  # fmt: skip
         )
         if i == 0:  # its key, shared by the others

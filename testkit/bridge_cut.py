@@ -41,7 +41,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from commune.receiver import DB_FILENAME, Receiver
+from commune.locations import DB_FILENAME
+from commune.receiver import Receiver
 from commune.store import EventStore
 from hw_sim.simulator import SimulatedHub
 from testkit.bridged import TAP_USER, BridgedBrokers

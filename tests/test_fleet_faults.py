@@ -8,7 +8,7 @@ import json
 import signal
 from pathlib import Path
 
-from commune.receiver import DB_FILENAME
+from commune.locations import DB_FILENAME
 from testkit.broker import Broker
 from testkit.mqtt import publish_once
 from testkit.receivers import Receivers
