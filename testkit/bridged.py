@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,6 @@ from commune.broker_config import make_password_file
 from testkit.broker import Broker, free_port
 from testkit.mqtt import Subscriber
 from testkit.proxy import BlackHole
-from tuquan.cli import main as tuquan
 
 RECEIVER_USER = "province-receiver"
 CONSOLE_USER = "province-console"
@@ -157,8 +158,11 @@ class BridgedBrokers:
         credentials = workdir / "bridge-credentials.toml"
         credentials.write_text(f'password = "{self.passwords[bridge_user(commune)]}"\n')
         bridge_file = conf_d / "tuquan-bridge.conf"
-        code = tuquan(
+        done = subprocess.run(
             [
+                sys.executable,
+                "-m",
+                "tuquan",
                 "bridge-config",
                 "--commune",
                 commune,
@@ -175,9 +179,13 @@ class BridgedBrokers:
                 "--out",
                 str(bridge_file),
                 *sizing,
-            ]
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
         )
-        assert code == 0, f"tuquan bridge-config exited {code}"
+        assert done.returncode == 0, f"tuquan bridge-config exited {done.returncode}: {done.stderr}"
         self.bridge_files[commune] = bridge_file
 
     def _start_commune(self, commune: str, extra: str) -> None:
