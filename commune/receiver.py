@@ -2,7 +2,12 @@
 
 A broker's PUBACK only says the broker took a message, not that it will survive a crash. So the
 hub keeps each event in its outbox until this receiver's *receipt* names the event's id, and the
-receiver sends that receipt only after the event is committed to its own SQLite file.
+receiver sends that receipt only after the event is committed to its store (SQLite or PostgreSQL).
+
+Longer than 500 lines because the MQTT callbacks and the writer thread share one rule that must
+be read in one place: a message is acknowledged only after its commit, only on the connection
+that delivered it, and the receipt goes out before the acknowledgement. Validation, storing,
+the feed and snapshots are already modules of their own.
 
 Threads:
 - paho's network thread runs the MQTT callbacks; they only record and enqueue.
@@ -40,11 +45,6 @@ with an acceptable key of its hub; one that does not is quarantined with reason
 
 Camera snapshots (``snapshot/<event-id>``, JPEG) are saved by the writer thread
 (``commune.snapshots``) before the batch is acknowledged; a bad one is counted and dropped.
-
-Longer than 500 lines because the MQTT callbacks and the writer thread share one rule that must
-be read in one place: a message is acknowledged only after its commit, only on the connection
-that delivered it, and the receipt goes out before the acknowledgement. Validation, storing,
-the feed and snapshots are already modules of their own.
 """
 
 from __future__ import annotations
