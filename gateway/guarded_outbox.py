@@ -122,6 +122,9 @@ class GuardedOutbox:
         self.storage = StorageHealth(since=time.time())
         self._held = HeldEvents()
         self._last_seq = 0
+        # Seqs reserved by a run that did not stop cleanly and never used: (first, last).
+        self.unused_seqs: tuple[int, int] | None = None
+        self._payloads: dict[str, bytes] = {}  # made before their commit (``payload``), by id
         self._next_retry = 0.0
         self._stats = OutboxStats()
 
@@ -153,6 +156,17 @@ class GuardedOutbox:
                     f"the outbox file ends at seq {self.db.last_seq} but seqs up to "
                     f"{reserved} were reserved: it is older than this hub",
                     resumed_at=reserved + 1,
+                )
+                self._write(lambda db: db.set_last_seq(reserved), None)
+                self._last_seq = max(self._last_seq, reserved)
+            elif reserved > self.db.last_seq:
+                # The last run did not stop cleanly (a crash, a power cut, kill -9): an alarm
+                # may have gone out under any seq it had reserved, before its commit.
+                self.unused_seqs = (self.db.last_seq + 1, reserved)
+                log.warning(
+                    "outbox: the last run did not stop cleanly; seqs %d to %d were reserved"
+                    " and are never used",
+                    *self.unused_seqs,
                 )
                 self._write(lambda db: db.set_last_seq(reserved), None)
                 self._last_seq = max(self._last_seq, reserved)
@@ -352,7 +366,7 @@ class GuardedOutbox:
         if self.storage.state == "ok" and self.db is not None:
             self.seq_record.reserve_through(self._last_seq + len(events))
             try:
-                stored = self.db.insert(events)
+                stored = self.db.insert(events, self._payloads)
             except Exception as exc:
                 if not isinstance(exc, sqlite3.Error | OSError | OutboxDamaged):
                     raise
@@ -362,8 +376,37 @@ class GuardedOutbox:
             else:
                 self._last_seq = max(self._last_seq, self.db.last_seq)
                 self._stats.inserted += len(stored)
+                self._forget_payloads(events)
                 return stored
-        return [self._hold(e) for e in events]
+        held = [self._hold(e) for e in events]
+        self._forget_payloads(events)
+        return held
+
+    def _forget_payloads(self, events: Sequence[Event]) -> None:
+        if self._payloads:
+            for event in events:
+                self._payloads.pop(event.id, None)
+
+    def number(self, events: Sequence[Event]) -> list[Event] | None:
+        """The events with their seqs, given before their commit so that alarms among them
+        can be published while it is in flight. Every seq given is durably reserved first
+        (``outbox.seq``), so a crash before the commit cannot give a published seq to another
+        event. None where that cannot be promised (the record cannot be written, an event
+        already has a seq or is already stored): those events go out after their commit."""
+        if any(e.seq for e in events) or any(self.state_of(e.id) is not None for e in events):
+            return None
+        top = self._last_seq + len(events)
+        if not self.seq_record.reserve_through(top) or top > self.seq_record.reserved:
+            return None
+        numbered = [replace(e, seq=self._last_seq + 1 + i) for i, e in enumerate(events)]
+        self._last_seq = top
+        return numbered
+
+    def payload(self, event: Event) -> bytes:
+        """The event's message as it is stored and published; made once: its commit stores
+        these bytes."""
+        made = self._payloads[event.id] = event_payload(event, self.hub, self.signer)
+        return made
 
     def _hold(self, event: Event) -> Event:
         seq = self._held.seq_of(event.id)
@@ -375,9 +418,12 @@ class GuardedOutbox:
         ):
             self.storage.refused += 1
             return replace(event, seq=0)
-        self._last_seq += 1
-        event = replace(event, seq=self._last_seq)
-        payload = event_payload(event, self.hub, self.signer)
+        if event.seq:  # numbered before its commit (and maybe published already): keeps it
+            self._last_seq = max(self._last_seq, event.seq)
+        else:
+            self._last_seq += 1
+            event = replace(event, seq=self._last_seq)
+        payload = self._payloads.get(event.id) or event_payload(event, self.hub, self.signer)
         self._held.add(Held(event.seq, event.id, event.kind, priority, payload))
         return event
 
@@ -442,6 +488,8 @@ class GuardedOutbox:
                 out[key] = getattr(s, key)
         if s.quarantined:
             out["quarantined"] = s.quarantined
+        if self.unused_seqs:
+            out["unused_seqs"] = list(self.unused_seqs)
         return out
 
     @property
@@ -472,6 +520,8 @@ class GuardedOutbox:
                 held.payload.decode(errors="replace"),
             )
         if self.db is not None:
+            if not self._held and self.db.last_seq >= self._last_seq:
+                self.seq_record.release(self._last_seq)  # a clean stop: no gap next time
             try:
                 self.db.close()
             except sqlite3.Error:

@@ -1,8 +1,9 @@
 """What the store thread has handed the uplink and not yet seen settled, by MQTT mid.
 
-A row is *in flight* from its publish until its PUBACK; it stays *out* (not sent again by the
-pump) until its PUBACK is marked in the outbox. Only non-alarm rows count against the drain's
-window: alarms go out outside it. Owned by the store thread; not thread-safe."""
+A row is *out* (not read again by the pump) from when it is queued ready to send
+(gateway/send_ahead.py) or published, until its PUBACK is marked in the outbox; it is *in
+flight*, by its mid, from its publish until its PUBACK. Owned by the store thread; not
+thread-safe."""
 
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ class InFlight:
     def __init__(self) -> None:
         self._by_mid: dict[int, Entry] = {}
         self._out: set[int] = set()  # seqs published and not yet marked PUBACKed in the outbox
-        self.others = 0  # non-alarm rows awaiting their PUBACK: what fills the window
 
     def __len__(self) -> int:
         return len(self._by_mid)
@@ -33,19 +33,22 @@ class InFlight:
     def is_out(self, seq: int) -> bool:
         return seq in self._out
 
+    def queued(self, seq: int) -> None:
+        """Queued ready to send: out already, in flight once published."""
+        self._out.add(seq)
+
+    def unqueue(self, seqs: Iterable[int]) -> None:
+        """Taken back before they were published."""
+        self._out.difference_update(seqs)
+
     def sent(self, mid: int, seq: int, priority: int, now: float) -> None:
         self._by_mid[mid] = Entry(seq, priority, now)
         self._out.add(seq)
-        if priority != ALARM:
-            self.others += 1
 
     def acked(self, mid: int) -> Entry | None:
         """Its PUBACK came: out of the window, still out until ``marked``. None if not ours
         (status and health messages) or already given up on."""
-        entry = self._by_mid.pop(mid, None)
-        if entry is not None and entry.priority != ALARM:
-            self.others -= 1
-        return entry
+        return self._by_mid.pop(mid, None)
 
     def marked(self, seqs: Iterable[int]) -> None:
         """Their PUBACKs are in the outbox: the outbox's own state says what they are now."""
@@ -59,15 +62,14 @@ class InFlight:
         """Abandon one in flight (it will be sent again)."""
         entry = self._by_mid.pop(mid)
         self._out.discard(entry.seq)
-        if entry.priority != ALARM:
-            self.others -= 1
         return entry
 
-    def take_all(self) -> list[Entry]:
-        return [self.take(mid) for mid in list(self._by_mid)]
+    def take_all(self) -> list[tuple[int, Entry]]:
+        return [(mid, self.take(mid)) for mid in list(self._by_mid)]
 
-    def take_older(self, now: float, age_s: float) -> list[Entry]:
-        return [self.take(m) for m, e in list(self._by_mid.items()) if now - e.since > age_s]
+    def take_older(self, now: float, age_s: float) -> list[tuple[int, Entry]]:
+        old = [m for m, e in self._by_mid.items() if now - e.since > age_s]
+        return [(m, self.take(m)) for m in old]
 
     def restart_clocks(self, now: float) -> None:
         """paho re-sends what it still holds after a reconnect: give those their full time."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -137,6 +137,14 @@ class Outbox:
         """Never: a row is on disk once ``insert`` returns."""
         return False
 
+    def number(self, events: Sequence[Event]) -> list[Event] | None:
+        """None: a plain file reserves no seqs ahead of its commit, so its alarms go out once
+        committed (the guarded outbox reserves them and publishes alarms sooner)."""
+        return None
+
+    def payload(self, event: Event) -> bytes:
+        return event_payload(event, self.hub, self.signer)
+
     # -- schema ---------------------------------------------------------------------------
 
     def _create_schema(self) -> None:
@@ -161,11 +169,15 @@ class Outbox:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def insert(self, events: Sequence[Event]) -> list[Event]:
+    def insert(
+        self, events: Sequence[Event], payloads: Mapping[str, bytes] | None = None
+    ) -> list[Event]:
         """Commit events (one fsync for the batch) and return them with their ``seq``.
 
         Events whose id is already stored (a retried submit) are returned with their old seq.
-        An event that already has a seq (given out while the disk refused writes) keeps it.
+        An event that already has a seq (given out while the disk refused writes, or before
+        its commit) keeps it. ``payloads``: by event id, the payloads already made (and maybe
+        published) for some of them, stored as they are.
         """
         if not events:
             return []
@@ -190,7 +202,7 @@ class Outbox:
                     "INSERT INTO outbox (seq, id, kind, priority, state, created_at, payload)"
                     " VALUES (?, ?, ?, ?, 0, ?, ?)",
                     (event.seq, event.id, event.kind, int(event.priority), now,
-                     event_payload(event, self.hub, self.signer)),
+                     (payloads or {}).get(event.id) or event_payload(event, self.hub, self.signer)),
                 )  # fmt: skip
                 added += 1
                 stored.append(event)

@@ -28,9 +28,12 @@ class SeqRecord:
     """``outbox.seq``: the highest seq the hub may have given out, kept beside the outbox.
 
     Seq numbers are reserved in blocks ahead of use, so this file is written once per
-    ``SEQ_BLOCK`` events, not once per event. When the outbox file is damaged, emptied or
-    lost, numbering resumes after the reserved block: a seq that may have been published is
-    never given to another event. The gap is "reserved, never used" (docs/operations.md).
+    ``SEQ_BLOCK`` events, not once per event, and topped up once half a block is used, so
+    the write is rarely on an alarm's path. When the outbox file is damaged, emptied or lost,
+    or the hub did not stop cleanly, numbering resumes after the reserved block: a seq that
+    may have been published (an alarm goes out while its commit is in flight) is never given
+    to another event. The gap is "reserved, never used" (docs/operations.md). A clean stop
+    gives the unused rest of the block back (``release``).
     """
 
     def __init__(self, path: Path) -> None:
@@ -55,7 +58,7 @@ class SeqRecord:
     def reserve_through(self, seq: int) -> bool:
         """Make sure every seq up to ``seq`` is covered; writes a new block when it is not.
         False if the record could not be written (a full disk): numbering goes on regardless."""
-        if seq <= self.reserved:
+        if seq <= self.reserved - SEQ_BLOCK // 2:
             return True
         target = seq + SEQ_BLOCK
         try:
@@ -65,6 +68,18 @@ class SeqRecord:
             return False
         self.reserved = target
         return True
+
+    def release(self, last_used: int) -> None:
+        """A clean stop, every seq given out committed: the next start goes on from
+        ``last_used``, with no gap."""
+        if last_used >= self.reserved:
+            return
+        try:
+            write_durably(self.path, f"{last_used}\n".encode())
+        except OSError as exc:
+            log.warning("could not release the unused seq numbers in %s: %s", self.path, exc)
+            return
+        self.reserved = last_used
 
 
 def quarantine(path: Path) -> Path | None:
