@@ -31,7 +31,7 @@ from testkit.waiting import wait_until
 
 TARGET_RATIO = 0.8
 FILL_BATCH = 1000
-DEFAULT = (64, 128)  # Dispatcher(window=64), Uplink(max_inflight=128): what Hub builds
+DEFAULT = (64, 0)  # Dispatcher(window=64), Uplink(max_inflight=0, no limit): what Hub builds
 ROUNDS = 5
 BARE_QUEUE = 50_000  # unacknowledged messages the bare loop leaves in paho at most
 EXPLORE = [(16, 16), (64, 64), (64, 128), (256, 256), (1024, 1024)]

@@ -15,6 +15,7 @@ trouble reports; alarms are never evicted.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
@@ -73,6 +74,20 @@ class Row:
     kind: str
     priority: int
     payload: bytes
+
+
+# The rows come back as one JSON array in one row: each row of a result is a step of SQLite,
+# and each step lets go of the GIL, which paho's busy thread then takes. One step per batch,
+# not per row, is what keeps a drain's store thread cheap (BENCHMARKS.md, drain throughput).
+_AS_ONE_ROW = "SELECT json_group_array(json_array(seq, kind, priority, hex(payload))) FROM ({})"
+_PENDING_IN = _AS_ONE_ROW.format(
+    "SELECT seq, kind, priority, payload FROM outbox"
+    " WHERE state=0 AND priority=? AND seq>? ORDER BY seq LIMIT ?"
+)
+_PENDING_AFTER = _AS_ONE_ROW.format(
+    "SELECT seq, kind, priority, payload FROM outbox"
+    " WHERE state=0 AND priority>? ORDER BY priority, seq LIMIT ?"
+)
 
 
 @dataclass
@@ -278,28 +293,48 @@ class Outbox:
             raise
         return int(changed)
 
+    def _state_change_runs(self, sql: str, now: float, seqs: Sequence[int]) -> int:
+        """``sql`` (with ``?`` for now, then a first and a last seq) once per run of
+        consecutive seqs, in one commit: a drain's PUBACKs come in long runs, and a range of
+        the primary key is cheaper for SQLite than a list of values."""
+        self._set_sync("NORMAL")
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            changed = 0
+            for first, last in _runs(seqs):
+                changed += self.conn.execute(sql, (now, first, last)).rowcount
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        return changed
+
     def mark_sent(self, seqs: Sequence[int]) -> int:
         """The broker acknowledged these rows (PUBACK); a receipt may already have come."""
         if not seqs:
             return 0
-        marks = ",".join("?" * len(seqs))
-        return self._state_change(
-            f"UPDATE outbox SET state=1, sent_at=?, attempts=attempts+1"
-            f" WHERE state=0 AND seq IN ({marks})",
-            (time.time(), *seqs),
+        return self._state_change_runs(
+            "UPDATE outbox SET state=1, sent_at=?, attempts=attempts+1"
+            " WHERE state=0 AND seq BETWEEN ? AND ?",
+            time.time(),
+            seqs,
         )
 
     def mark_delivered(self, seqs: Sequence[int] = (), ids: Sequence[str] = ()) -> int:
         """Delivered by PUBACK (``seqs``, no receiver configured) or by receipt (``ids``)."""
         changed = 0
-        for column, values in (("seq", seqs), ("id", ids)):
-            for chunk in _chunks(list(values), 500):
-                marks = ",".join("?" * len(chunk))
-                changed += self._state_change(
-                    f"UPDATE outbox SET state=2, delivered_at=?"
-                    f" WHERE state<2 AND {column} IN ({marks})",
-                    (time.time(), *chunk),
-                )
+        if seqs:
+            changed += self._state_change_runs(
+                "UPDATE outbox SET state=2, delivered_at=? WHERE state<2 AND seq BETWEEN ? AND ?",
+                time.time(),
+                seqs,
+            )
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            changed += self._state_change(
+                f"UPDATE outbox SET state=2, delivered_at=? WHERE state<2 AND id IN ({marks})",
+                (time.time(), *chunk),
+            )
         self.undelivered -= changed
         return changed
 
@@ -387,21 +422,24 @@ class Outbox:
     def pending_after(self, priority: int, seq: int, limit: int) -> list[Row]:
         """Pending non-alarm rows after (priority, seq) in drain order.
 
-        Two index seeks, the rest of ``priority`` and then the priorities after it: one
-        ``priority>? OR (priority=? AND seq>?)`` makes SQLite walk every pending row before
-        the cursor (rows in flight or acknowledged but not yet marked), on every call."""
-        cur = self.conn.execute(
-            "SELECT seq, kind, priority, payload FROM ("
-            " SELECT * FROM (SELECT seq, kind, priority, payload FROM outbox"
-            "  WHERE state=0 AND priority=? AND seq>? ORDER BY seq LIMIT ?)"
-            " UNION ALL"
-            " SELECT * FROM (SELECT seq, kind, priority, payload FROM outbox"
-            "  WHERE state=0 AND priority>? ORDER BY priority, seq LIMIT ?)"
-            ") ORDER BY priority, seq LIMIT ?",
-            (priority if priority > _ALARM else -1, seq, limit)
-            + (max(priority, _ALARM), limit, limit),
-        )
-        return [Row(*r) for r in cur]
+        Index seeks, the rest of ``priority`` and then, only if that is not ``limit`` rows,
+        the priorities after it: one ``priority>? OR (priority=? AND seq>?)`` makes SQLite
+        walk every pending row before the cursor (rows in flight or acknowledged but not yet
+        marked) on every call, and one UNION of the two sorts the rows it returns (a
+        backlog's rows are nearly all of one priority)."""
+        rows: list[Row] = []
+        if priority > _ALARM:
+            rows = self._rows_of(_PENDING_IN, (priority, seq, limit))
+            if len(rows) == limit:
+                return rows
+        return rows + self._rows_of(_PENDING_AFTER, (max(priority, _ALARM), limit - len(rows)))
+
+    def _rows_of(self, sql: str, params: tuple[int, ...]) -> list[Row]:
+        [(packed,)] = self.conn.execute(sql, params).fetchall()
+        # hex: the payload's bytes exactly, whatever they hold (its signature covers them)
+        rows = [Row(s, k, p, bytes.fromhex(h)) for s, k, p, h in json.loads(packed)]
+        rows.sort(key=lambda r: (r.priority, r.seq))  # SQLite keeps the order; not promised
+        return rows
 
     def counts(self) -> dict[str, int]:
         """Rows by state and undelivered rows by priority, for health reports."""
@@ -421,6 +459,22 @@ class Outbox:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _runs(seqs: Sequence[int]) -> list[tuple[int, int]]:
+    """The seqs as (first, last) runs of consecutive numbers, ascending."""
+    runs: list[tuple[int, int]] = []
+    ordered = sorted(set(seqs))
+    if not ordered:
+        return runs
+    first = last = ordered[0]
+    for seq in ordered[1:]:
+        if seq != last + 1:
+            runs.append((first, last))
+            first = seq
+        last = seq
+    runs.append((first, last))
+    return runs
 
 
 def _chunks(items: list[object] | list[int] | list[str], size: int) -> Iterable[list[object]]:

@@ -7,8 +7,8 @@ other thread is woken per message, and the GIL is not handed over per message. T
 sends only when the window has free slots and no PUBACK is coming to fill them (``kick``: the
 start of a drain, a backlog that ran dry and was offered again).
 
-Alarms never come here: the store thread publishes them at once, outside the window, and paho's
-in-flight limit leaves room above the window for them.
+Alarms never come here: the store thread publishes them at once, outside the window, and paho
+has no in-flight limit of its own that they could wait behind.
 
 Thread-safe. The lock is never held while publishing: paho calls ``on_puback`` holding its own
 lock, and the store thread's publish takes that lock.
@@ -90,22 +90,21 @@ class SendAhead:
     # -- paho's network thread ---------------------------------------------------------------
 
     def on_puback(self, mid: int) -> None:
-        with self._lock:
-            if mid in self._mids:
-                self._mids.discard(mid)
-            else:
-                if self._kicking:
-                    self._early.add(mid)
-                return  # not a window row (an alarm, health, status), or one not yet known
-        self._fill(by_store=False)
+        self._fill(by_store=False, acked=mid)
 
     # -- either thread ------------------------------------------------------------------------
 
-    def _fill(self, *, by_store: bool) -> None:
+    def _fill(self, *, by_store: bool, acked: int | None = None) -> None:
         publish = self._publish
         if publish is None:
             return
         with self._lock:
+            if acked is not None:
+                if acked not in self._mids:
+                    if self._kicking:
+                        self._early.add(acked)
+                    return  # not a window row (an alarm, health, status), or not yet known
+                self._mids.discard(acked)
             free = self.window - len(self._mids) - self._publishing
             if free <= 0 or not self._ready:
                 return

@@ -88,7 +88,7 @@ class Uplink:
         topics: HubTopics,
         handlers: UplinkHandlers,
         *,
-        max_inflight: int = 128,
+        max_inflight: int = 0,
         liveness: Liveness | None = None,
     ) -> None:
         self.settings = settings
@@ -122,8 +122,10 @@ class Uplink:
             client_id=settings.client_id,
             protocol=mqtt.MQTTv5,
         )
-        # Above the dispatcher's window (64): an alarm, health or status published while the
-        # window is full goes on the wire at once instead of waiting in paho's queue.
+        # No limit of paho's own (0) by default: the dispatcher's window (64) bounds the
+        # backlog in flight, and an alarm, health or status published while the window is full
+        # goes on the wire at once instead of waiting in paho's queue. (paho walks its whole
+        # queue on every PUBACK while under a limit: a cost per message the drain measured.)
         client.max_inflight_messages_set(max_inflight)
         client.will_set(topics.status, OFFLINE, qos=1, retain=True)
         # paho doubles its reconnect delay from min to max, without jitter of its own: each hub
