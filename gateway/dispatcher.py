@@ -1,16 +1,11 @@
 """The store thread: the one thread that owns the outbox.
 
 Sensors, paho callbacks and the control channel only put work on its queue. Each turn it takes
-everything queued, commits new events in one transaction (group commit), applies PUBACKs and
-receipts, then hands the next rows to the uplink in drain order:
-
-* alarms (priority 0) go out as soon as they are committed, outside any window, so a panic never
-  waits behind a backlog;
-* everything else goes out through a small window of in-flight messages, so paho's own queue
-  stays short and an alarm published now is on the wire at once. The store thread keeps the
-  next rows ready behind the window (``gateway.send_ahead``), and paho's thread sends the next
-  one itself on each PUBACK; the store thread reads more once half a window of them are gone, so a
-  backlog drains in few, large turns and no thread is woken per message.
+everything queued, publishes the new alarms among it and commits the new events in one
+transaction (group commit), applies PUBACKs and receipts, then hands the next rows to the uplink
+in drain order (``gateway.pump``): alarms at once, outside any window, so a panic never waits
+behind a backlog; everything else through a small window that paho's own thread keeps full
+(``gateway.send_ahead``), so no thread is woken per message.
 
 PUBACKs are written to the outbox in batches (``ack_batch`` rows, or after ``ack_delay_s``, or
 at once when nothing else is in flight): each is a commit of its own, and a drain would otherwise
@@ -29,33 +24,21 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from core.events import Event, Priority
 from core.signing import SigningKey
 from core.topics import HubTopics
-from gateway.guarded_outbox import GuardedOutbox, StorageRefused
+from gateway.guarded_outbox import StorageRefused
 from gateway.in_flight import InFlight
-from gateway.outbox import Outbox, Row
-from gateway.send_ahead import SendAhead
+from gateway.pump import AnyOutbox, Publisher, Pump
 from gateway.signed_payloads import health_payload
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _ALARM = int(Priority.ALARM)
-_START = (-1, -1)
-# The plain file (benchmarks, tests of the drain) or the guarded one the hub uses.
-AnyOutbox = Outbox | GuardedOutbox
 TURN_MAX_S = 1.0  # the store thread turns at least this often, busy or idle
-
-
-class Publisher(Protocol):
-    connected: bool
-
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> int: ...
-
-    def publish_json(self, topic: str, obj: Any, *, retain: bool = False, qos: int = 1) -> int: ...
 
 
 @dataclass
@@ -92,12 +75,6 @@ class Dispatcher:
         self.health_interval_s = health_interval_s
         self.prune_interval_s = prune_interval_s
         self.window = window
-        # Two windows' worth of rows ready, read again once half a window of them are gone:
-        # measured best of the depths and refills tried (BENCHMARKS.md, drain throughput).
-        self.refill = max(1, window // 2)
-        self.send_ahead = SendAhead(window, depth=2 * window)
-        self._topics: dict[str, str] = {}  # kind -> event topic, built once
-        self._rewound = False  # the drain cursor moved back: rows queued ready may be out of order
         self.ack_batch = ack_batch
         self.ack_delay_s = ack_delay_s
         self.health_extra = health_extra
@@ -110,17 +87,15 @@ class Dispatcher:
         self._thread = threading.Thread(target=self._run, name="store", daemon=True)
         self._online = False
         self._inflight = InFlight()
+        self.pump = Pump(outbox, topics, self._inflight, window, self.stats)
         self._acked: list[int] = []  # PUBACKed, not yet marked in the outbox
         self._acked_due = 0.0  # mark them by then at the latest
-        self._alarms_due = True  # an alarm may be pending past the alarm cursor
         # PUBACKs come in on paho's thread, one by one. They wait here, and the store thread is
         # woken once ``_puback_wake`` of them are waiting (a refill's worth, or all in flight),
         # not for each one: each wake-up is a GIL hand-over between the two busy threads.
         self._pubacks: deque[tuple[int, bool]] = deque()
         self._puback_wake = 1
         self._puback_woken = False
-        self._alarm_cursor = -1
-        self._other_cursor = _START
         self._retry: list[tuple[float, int, int]] = []  # (due, priority, seq) after a rejection
         self._stop_deadline: float | None = None
         self._uncommitted: list[tuple[list[Event], Future[list[Event]]]] = []
@@ -134,15 +109,7 @@ class Dispatcher:
 
     def attach(self, uplink: Publisher) -> None:
         self.uplink = uplink
-        self.send_ahead.attach(self._publish_row)
-
-    def _publish_row(self, row: Row) -> int:
-        """Hand one row to paho (the store thread, or paho's own thread from a PUBACK)."""
-        topic = self._topics.get(row.kind)
-        if topic is None:
-            topic = self._topics[row.kind] = self.topics.event(row.kind)
-        assert self.uplink is not None
-        return self.uplink.publish(topic, row.payload)
+        self.pump.attach(uplink)
 
     def start(self) -> None:
         """Start the store thread; it opens the outbox (a slow or damaged file delays no
@@ -185,7 +152,7 @@ class Dispatcher:
         self._queue.put(("online", False))
 
     def on_published(self, mid: int, accepted: bool) -> None:
-        self.send_ahead.on_puback(mid)  # the next ready row goes out now, from this thread
+        self.pump.send_ahead.on_puback(mid)  # the next ready row goes out now, from this thread
         self._pubacks.append((mid, accepted))
         if not self._puback_woken and (len(self._pubacks) >= self._puback_wake or not accepted):
             self._puback_woken = True
@@ -220,12 +187,12 @@ class Dispatcher:
                 wait = min(wait, 0.5)
             if self._acked:
                 wait = min(wait, max(0.0, self._acked_due - now))
-            outstanding = max(len(self._inflight), self.send_ahead.in_window)
+            outstanding = self.pump.outstanding
             if outstanding:
                 wait = min(wait, 0.2)  # a safety net: PUBACKs wake the thread themselves
             # Set before looking at the queue: a PUBACK arriving from here on sees it. Each
             # PUBACK of the window took one ready row: a refill's worth wakes the thread.
-            self._puback_wake = max(1, min(self.refill, outstanding))
+            self._puback_wake = max(1, min(self.pump.refill, outstanding))
             if len(self._pubacks) >= self._puback_wake:
                 wait = 0.0
             try:
@@ -246,8 +213,7 @@ class Dispatcher:
                     # A fresh file with rows saved from a damaged one, or marks that could not
                     # be written: look at every pending row again.
                     generation = self.outbox.generation
-                    self._alarm_cursor, self._other_cursor = -1, _START
-                    self._alarms_due = True
+                    self.pump.restart()
                 self._apply(ops)
                 if self._unsettled:
                     self._settle()
@@ -290,7 +256,7 @@ class Dispatcher:
         # The PUBACKs taken now, then what was published: a row's publish is always noted
         # before its PUBACK arrives, so every PUBACK taken finds its row.
         taking = len(pubacks)
-        self._note_sent()
+        self.pump.note_sent()
         for _ in range(taking):
             mid, accepted = pubacks.popleft()
             seq = self._puback(mid, accepted)
@@ -311,9 +277,11 @@ class Dispatcher:
             elif tag == "stop":
                 self._stop_deadline = op[1]
         if new_events or self._uncommitted:
-            self._publish_alarms_first(new_events)
+            if self._online and not self._uncommitted:
+                self.pump.publish_alarms_first(new_events)
             self._commit(new_events)
-            self._pump_alarms()  # a new alarm goes out before any bookkeeping below
+            if self._online:
+                self.pump.alarms()  # a new alarm goes out before any bookkeeping below
         if acked:
             self.stats.acked += len(acked)
             if not self._acked:
@@ -321,7 +289,7 @@ class Dispatcher:
             self._acked.extend(acked)
         if self._acked and (
             len(self._acked) >= self.ack_batch
-            or not (self._inflight or self.send_ahead.in_window)
+            or not self.pump.outstanding
             or calls
             or self._stop_deadline is not None
             or time.monotonic() >= self._acked_due
@@ -337,12 +305,6 @@ class Dispatcher:
                 fut.set_result(fn(self.outbox))
             except Exception as exc:
                 fut.set_exception(exc)
-
-    def _note_sent(self) -> None:
-        sent = self.send_ahead.take_sent()
-        for mid, row, when in sent:
-            self._inflight.sent(mid, row.seq, row.priority, when)
-        self.stats.published += len(sent)
 
     def _mark_acked(self) -> None:
         """Write the PUBACKs gathered so far (sent, or delivered where there are no receipts)."""
@@ -381,32 +343,7 @@ class Dispatcher:
                 fut.set_result(mine)
         for event in stored:
             if event.seq:
-                self._rewind(int(event.priority), event.seq)
-
-    def _publish_alarms_first(self, batches: list[tuple[list[Event], Future[list[Event]]]]) -> None:
-        """Publish the new alarms now, while their commit is still to come (its fsync is most
-        of an alarm's time in the hub). Their seqs are durably reserved first: a crash before
-        the commit leaves them "reserved, never used", never another event's. The submitter
-        still learns the event is accepted only once it is committed (docs/operations.md)."""
-        uplink = self.uplink
-        if uplink is None or not self._online or self._uncommitted:
-            return
-        flat = [e for events, _ in batches for e in events]
-        if not any(e.priority == Priority.ALARM for e in flat):
-            return
-        numbered = self.outbox.number(flat)  # every new event, in order, so seqs stay in order
-        if numbered is None:
-            return
-        start = 0
-        for i, (events, fut) in enumerate(batches):
-            batches[i] = (numbered[start : start + len(events)], fut)
-            start += len(events)
-        for event in numbered:
-            if event.priority == Priority.ALARM:
-                topic = self.topics.event(event.kind)
-                mid = uplink.publish(topic, self.outbox.payload(event))
-                self._inflight.sent(mid, event.seq, _ALARM, time.monotonic())
-                self.stats.published += 1
+                self.pump.rewind(int(event.priority), event.seq)
 
     def _settle(self) -> None:
         waiting = []
@@ -416,15 +353,6 @@ class Dispatcher:
             else:
                 fut.set_result(events)
         self._unsettled = waiting
-
-    def _rewind(self, priority: int, seq: int) -> None:
-        """Make the pump look at (priority, seq) again: a new, requeued or retried row."""
-        if priority == _ALARM:
-            self._alarm_cursor = min(self._alarm_cursor, seq - 1)
-            self._alarms_due = True
-        elif (priority, seq - 1) < self._other_cursor:
-            self._other_cursor = (priority, seq - 1)
-            self._rewound = True
 
     def _puback(self, mid: int, accepted: bool) -> int | None:
         entry = self._inflight.acked(mid)
@@ -458,9 +386,9 @@ class Dispatcher:
         if not alarms_only:
             # In flight when the receiver came back: the broker may have routed them before
             # its subscription; forget them so the pump sends them again (receivers dedupe).
-            self._note_sent()
+            self.pump.note_sent()
             for _, entry in self._inflight.take_all():
-                self._rewind(entry.priority, entry.seq)
+                self.pump.rewind(entry.priority, entry.seq)
         rows = self.outbox.requeue_sent(_ALARM if alarms_only else None)
         if rows:
             log.info(
@@ -471,86 +399,34 @@ class Dispatcher:
             )
             self.stats.resent += len(rows)
         for priority, seq in rows:
-            self._rewind(priority, seq)
+            self.pump.rewind(priority, seq)
 
     def _requeue_unconfirmed(self) -> None:
         now = time.monotonic()
         if self._online:
-            self._note_sent()
+            self.pump.note_sent()
             taken = self._inflight.take_older(now, self.receipt_timeout_s)
-            self.send_ahead.release([mid for mid, _ in taken])
+            self.pump.send_ahead.release([mid for mid, _ in taken])
             for _, entry in taken:
-                self._rewind(entry.priority, entry.seq)
+                self.pump.rewind(entry.priority, entry.seq)
         if self.receipts:
             rows = self.outbox.requeue_unconfirmed(self.receipt_timeout_s)
             if rows:
                 log.warning("%d sent events had no receipt in time; sending again", len(rows))
                 self.stats.resent += len(rows)
             for priority, seq in rows:
-                self._rewind(priority, seq)
+                self.pump.rewind(priority, seq)
         while self._retry and self._retry[0][0] <= now:
             _, priority, seq = heapq.heappop(self._retry)
-            self._rewind(priority, seq)
-
-    def _pump_alarms(self) -> None:
-        uplink = self.uplink
-        if uplink is None or not self._online or not self._alarms_due:
-            return
-        rows = self.outbox.pending_alarms(self._alarm_cursor, 1000)
-        self._alarms_due = len(rows) == 1000
-        for row in rows:
-            self._alarm_cursor = row.seq
-            if not self._inflight.is_out(row.seq):
-                self._send(uplink, row)
+            self.pump.rewind(priority, seq)
 
     def _pump(self) -> None:
-        uplink = self.uplink
-        if uplink is None or not self._online:
-            return
-        self._pump_alarms()
-        ahead = self.send_ahead
-        if self._rewound:
-            # Something that goes before the rows queued ready (a new trouble report, a row
-            # sent again): take them back; they are read again in drain order.
-            self._rewound = False
-            self._inflight.unqueue(row.seq for row in ahead.withdraw())
-        room = ahead.room()
-        if room >= self.refill or (not ahead.ready and not ahead.in_window):
-            offered: list[Row] = []
-            while room > 0:
-                rows = self.outbox.pending_after(*self._other_cursor, room)
-                if not rows:
-                    break
-                for row in rows:
-                    self._other_cursor = (row.priority, row.seq)
-                    if not self._inflight.is_out(row.seq):
-                        self._inflight.queued(row.seq)
-                        offered.append(row)
-                        room -= 1
-            if offered:
-                ahead.offer(offered)
-        while ahead.ready and ahead.in_window < self.window:
-            # Free slots and maybe no PUBACK coming to fill them. Again if every PUBACK of
-            # the kick came before the kick knew its mid (a publisher that PUBACKs at once).
-            before = ahead.ready
-            ahead.kick()
-            if ahead.ready == before:
-                break
-
-    def _send(self, uplink: Publisher, row: Row) -> None:
-        mid = self._publish_row(row)
-        self._inflight.sent(mid, row.seq, row.priority, time.monotonic())
-        self.stats.published += 1
+        if self._online:
+            self.pump.alarms()
+            self.pump.backlog()
 
     def _drained(self) -> bool:
-        if not self._online:
-            return True
-        return (
-            not self._inflight
-            and not self.send_ahead.in_window
-            and not self.outbox.pending_alarms(-1, 1)
-            and not (self.outbox.pending_after(-1, -1, 1))
-        )
+        return not self._online or self.pump.drained()
 
     def _publish_health(self) -> None:
         uplink = self.uplink

@@ -27,17 +27,19 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from core.errors import TuquanError
 from core.events import NEW, RESTORE, Event, Priority
 from core.signing import SigningKey
 from gateway.held_events import Held, HeldEvents
 from gateway.outbox import DELIVERED, PENDING, SENT, Outbox, OutboxDamaged, OutboxStats, Row
 from gateway.outbox_files import SEQ_BLOCK, SeqRecord, quarantine, salvage
 from gateway.signed_payloads import event_payload
+from gateway.storage_faults import StorageHealth, StorageRefused, is_damage, reason_of
+
+__all__ = ["MEMORY_LIMIT", "GuardedOutbox", "StorageRefused"]
 
 log = logging.getLogger(__name__)
 
@@ -46,48 +48,6 @@ RETRY_S = 2.0  # how often writes are tried again while the disk refuses them
 MEMORY_LIMIT = 10_000  # trouble reports held in memory at most; alarms are never refused
 _ALARM = int(Priority.ALARM)
 _KEPT_IN_MEMORY = (int(Priority.ALARM), int(Priority.TROUBLE))
-_DAMAGED_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
-_REASONS = {13: "full", 8: "read-only", 10: "io-error", 14: "cannot-open", 3: "no-permission"}
-
-
-class StorageRefused(TuquanError):
-    """The disk refuses writes and this event is not one the hub keeps in memory."""
-
-
-@dataclass
-class StorageHealth:
-    state: str = "ok"  # ok | full | read-only | io-error | cannot-open | ...
-    since: float = 0.0  # wall time the state began
-    error: str | None = None
-    refused: int = 0  # telemetry/detections refused while the disk refused writes
-    quarantined: list[str] | None = None  # damaged files moved aside by this run
-    write_errors: int = 0  # state changes (sent, delivered) that could not be written
-
-
-def is_damage(exc: BaseException) -> bool:
-    """A fault of the file itself (moved aside), not of the disk under it (retried)."""
-    if isinstance(exc, OutboxDamaged):
-        return True
-    if not isinstance(exc, sqlite3.DatabaseError):
-        return False
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None and code & 0xFF in _DAMAGED_CODES:
-        return True
-    text = str(exc)
-    if "malformed" in text or "not a database" in text:
-        return True
-    # Operational errors (full, locked, I/O) are the disk's; an integrity error on our own
-    # numbering means the file does not hold what it should.
-    return not isinstance(exc, sqlite3.OperationalError)
-
-
-def _reason(exc: BaseException) -> str:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return _REASONS.get(code & 0xFF, "write-error")
-    if isinstance(exc, OSError):
-        return {28: "full", 30: "read-only", 13: "no-permission"}.get(exc.errno or 0, "io-error")
-    return "write-error"
 
 
 class GuardedOutbox:
@@ -278,7 +238,7 @@ class GuardedOutbox:
         if self.storage.state != "ok":
             return
         self._next_retry = time.monotonic() + RETRY_S
-        reason = _reason(exc)
+        reason = reason_of(exc)
         self.storage = replace(self.storage, state=reason, since=time.time(), error=str(exc)[:300])
         log.error(
             "outbox %s cannot be written (%s: %s): alarms and trouble are kept in memory and "

@@ -122,10 +122,8 @@ class Uplink:
             client_id=settings.client_id,
             protocol=mqtt.MQTTv5,
         )
-        # No limit of paho's own (0) by default: the dispatcher's window (64) bounds the
-        # backlog in flight, and an alarm, health or status published while the window is full
-        # goes on the wire at once instead of waiting in paho's queue. (paho walks its whole
-        # queue on every PUBACK while under a limit: a cost per message the drain measured.)
+        # No limit of paho's own (0): the dispatcher's window bounds the backlog in flight, and
+        # an alarm is never queued behind it (nor walked past on every PUBACK, as under a limit).
         client.max_inflight_messages_set(max_inflight)
         client.will_set(topics.status, OFFLINE, qos=1, retain=True)
         # paho doubles its reconnect delay from min to max, without jitter of its own: each hub
@@ -185,9 +183,8 @@ class Uplink:
         return int(info.mid)
 
     def publish_json(self, topic: str, obj: Any, *, retain: bool = False, qos: int = 1) -> int:
-        return self.publish(
-            topic, json.dumps(obj, separators=(",", ":")).encode(), retain=retain, qos=qos
-        )
+        payload = json.dumps(obj, separators=(",", ":")).encode()
+        return self.publish(topic, payload, retain=retain, qos=qos)
 
     # -- the link's state (any thread) ----------------------------------------------------
 
