@@ -208,7 +208,9 @@ def test_the_will_marks_a_killed_fleet_offline(mosquitto: Broker, tmp_path: Path
 
 
 def test_a_clean_end_says_offline_and_ends_the_sessions(mosquitto: Broker, tmp_path: Path) -> None:
-    run = Running(profile([mosquitto], hubs=10, duration_s=1.0), tmp_path / "fleet").start()
+    # No receiver: nothing is receipted, so no settling time is waited for.
+    run = Running(profile([mosquitto], hubs=10, duration_s=1.0, settle_s=1.0), tmp_path / "fleet")
+    run.start()
     run.summary()
     with Subscriber(mosquitto, "tuquan/v1/c1/+/status") as sub:
         wait_until(lambda: sub.count >= 10, 30, "ten retained statuses")
