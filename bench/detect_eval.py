@@ -182,11 +182,13 @@ def main() -> None:
         ["model", "ms", "x BlazePose"],
         [[name, v, common.ratio(v, base)] for name, v in ms.items()],
     )
-    goal = all(
-        (r[role] == 1) if r["subject"] in scenes.PEOPLE else (r[role] == 0)
-        for r in clip_rows
+    goal = {
+        role: all(
+            (r[role] == 1) if r["subject"] in scenes.PEOPLE else (r[role] == 0) for r in clip_rows
+        )
         for role in ROLES
-    )
+    }
+    print(f"goal met (one incident per person clip, none otherwise): {goal}")
     common.report(
         "detect_eval",
         args,

@@ -18,6 +18,7 @@ from core.errors import ConfigError
 from core.events import Event
 from models.manifest import get_spec, status
 from sensors.camera.cameras import Cameras
+from sensors.camera.geometry import detection_regions
 from sensors.camera.pipeline import CameraPipeline, rejected_by
 from sensors.detection import Detection, load_detector
 from settings.cameras import CameraConfig, TamperConfig
@@ -59,13 +60,19 @@ def test_the_ssd_finds_the_astronaut_and_calls_the_cat_a_cat(ssd: Any) -> None:
 
 
 def test_the_ssd_sees_a_person_8_percent_of_the_frame_tall_in_a_gate_region(ssd: Any) -> None:
-    frame, (x0, y0, x1, y1) = scenes.pasted(scenes.photo("grace_hopper"), 0.08)
+    frame, box = scenes.pasted(scenes.photo("grace_hopper"), 0.08)
     gate = CameraConfig(name="g", source="virtual", role="gate")
-    side = int(scenes.HEIGHT * gate.motion.min_region)
-    cx, cy = int((x0 + x1) / 2), int((y0 + y1) / 2)
-    crop = np.ascontiguousarray(
-        frame[cy - side // 2 : cy + side // 2, cx - side // 2 : cx + side // 2]
+    m = gate.motion
+    regions = detection_regions(
+        [box],
+        width=scenes.WIDTH,
+        height=scenes.HEIGHT,
+        margin=m.margin,
+        min_region=m.min_region,
+        max_regions=m.max_regions,
     )
+    x0, y0, x1, y1 = (int(v) for v in regions[0])
+    crop = np.ascontiguousarray(frame[y0:y1, x0:x1])
     found = people(ssd.detect(crop))
     assert found and found[0].score >= gate.filters.threshold
 
@@ -135,7 +142,7 @@ def test_a_role_sets_defaults_the_camera_can_override() -> None:
     assert (gate.motion.min_region, gate.filters.threshold) == (0.15, 0.6)
     own = CameraConfig(name="g", source="virtual", role="gate", filters={"threshold": 0.8})
     assert (own.filters.threshold, own.motion.min_region) == (0.8, 0.15)
-    assert CameraConfig(name="d", source="virtual", role="doorway").filters.min_area == 0.02
+    assert gate.motion.margin == 0.25
     assert CameraConfig(name="y", source="virtual").model_for("pose-detection") == "pose-detection"
 
 
