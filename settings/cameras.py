@@ -44,6 +44,23 @@ from settings.validators import (
 )
 
 DEFAULT_MODEL = "pose-detection"
+CameraRole = Literal["doorway", "gate"]
+# The model each role runs unless the camera names one (figures: docs/detection.md). A doorway
+# sees people close and facing it; a gate sees them small, from behind, at night, among animals.
+ROLE_MODELS: dict[str, str] = {"doorway": "pose-detection", "gate": "ssd-mobilenet-v2"}
+# What a role changes in its cameras' tables, unless the camera sets those fields itself (the
+# figures behind them: docs/detection.md, `python -m bench.detect_eval`). A gate looks at tight
+# regions around what moves, so a person 8 % of the frame tall fills much of the SSD's input,
+# and the SSD's person scores there (0.84-0.97, none above 0.25 on anything else) allow a lower
+# median. A doorway keeps the tables' own defaults: no area filter separated BlazePose's false
+# person on a distant cup from real people in the figures.
+ROLE_DEFAULTS: dict[str, dict[str, dict[str, float]]] = {
+    "doorway": {},
+    "gate": {"motion": {"min_region": 0.15, "margin": 0.25}, "filters": {"threshold": 0.6}},
+}
+# Labels of a COCO detector that turn down a "person" on the same spot: an animal never makes
+# a person incident (a detector without these labels, as BlazePose, is unaffected).
+ANIMALS = ("bird", "cat", "dog", "horse", "sheep", "cow", "bear", "teddy bear")
 SNAPSHOT_MB = 1_000_000  # bytes in one ``snapshots.max_mb``
 
 Point = tuple[Number, Number]
@@ -346,6 +363,12 @@ class CameraConfig(Frozen):
     are polygons where motion and detections are ignored. ``width``/``height`` ask the device
     for a frame size (picamera, usb). ``labels`` are the detector labels that make incidents.
     A lost source is opened again after ``backoff_min_s``, doubling up to ``backoff_max_s``.
+
+    ``model`` names the detector model this camera runs (of ``models/manifest.toml``); without
+    it, ``role`` picks one (``doorway``: close, people facing the lens; ``gate``: distant,
+    animals about; see ``ROLE_MODELS``), and without a role the camera runs ``[detection]``'s
+    model. Cameras of the same model share one detector. ``reject``: labels that turn down a
+    ``person`` detection they overlap with a higher score (animals, by default).
     """
 
     name: Name
@@ -359,6 +382,9 @@ class CameraConfig(Frozen):
     zones: tuple[ZoneConfig, ...] = ()
     masks: tuple[Polygon, ...] = ()
     labels: Annotated[tuple[StrictStr, ...], AfterValidator(non_empty("label"))] = ("person",)
+    role: CameraRole | None = None
+    model: Annotated[StrictStr, Field(min_length=1)] | None = None
+    reject: tuple[StrictStr, ...] = ANIMALS
     filters: FilterConfig = Field(default_factory=FilterConfig)
     motion: MotionConfig = Field(default_factory=MotionConfig)
     tamper: TamperConfig = Field(default_factory=TamperConfig)
@@ -376,6 +402,20 @@ class CameraConfig(Frozen):
     @classmethod
     def _default_zone(cls, data: Any) -> Any:
         return zone_from_name(data)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _role_defaults(cls, data: Any) -> Any:
+        """The role's defaults under the fields the camera's own tables give (a table given
+        as an object, in code, is taken as it is)."""
+        if not isinstance(data, dict) or data.get("role") not in ROLE_DEFAULTS:
+            return data
+        data = dict(data)
+        for table, fields in ROLE_DEFAULTS[data["role"]].items():
+            given = data.get(table, {})
+            if isinstance(given, dict):
+                data[table] = {**fields, **given}
+        return data
 
     @field_validator("zones", mode="after")
     @classmethod
@@ -405,6 +445,15 @@ class CameraConfig(Frozen):
         if errors:
             raise errors_at(errors, where=f"camera {self.name}")
         return self
+
+    def model_for(self, default: str | None) -> str:
+        """The model this camera runs: its ``model``, else its role's, else ``default`` (the
+        ``[detection]`` model)."""
+        if self.model:
+            return self.model
+        if self.role:
+            return ROLE_MODELS[self.role]
+        return default or DEFAULT_MODEL
 
     @property
     def event_zone(self) -> str:

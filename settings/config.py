@@ -76,17 +76,28 @@ class Config(Frozen):
 
     @model_validator(mode="after")
     def _labels_of_the_model(self) -> Config:
-        """A camera's ``labels`` are labels its detector can give (else it never reports)."""
-        known = self.detection.labels() if self.cameras else None
-        if known is None:
-            return self
+        """A camera's model is in the manifest, and its ``labels`` are labels that model can
+        give (else it never reports)."""
+        from models.manifest import ModelError, get_spec
+
         for index, camera in enumerate(self.cameras):
+            model = camera.model_for(self.detection.model)
+            if model == self.detection.model:
+                known = self.detection.labels()
+            else:
+                try:
+                    known = get_spec(model, self.detection.models_dir).labels
+                except ModelError as exc:
+                    key = "model" if camera.model else "role"
+                    raise error_at(("cameras", index, key), str(exc)) from None
+            if known is None:
+                continue
             for n, label in enumerate(camera.labels):
                 if label not in known:
                     shown = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
                     raise error_at(
                         ("cameras", index, "labels", n),
-                        f"{label!r} is not a label of model {self.detection.model} ({shown})",
+                        f"{label!r} is not a label of model {model} ({shown})",
                     )
         return self
 

@@ -21,11 +21,16 @@ def area(box: Box) -> float:
     return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
 
 
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two boxes (0 when either is empty)."""
+def intersection(a: Box, b: Box) -> float:
+    """The area two boxes share."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
+    return ix * iy
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes (0 when either is empty)."""
+    inter = intersection(a, b)
     union = area(a) + area(b) - inter
     return inter / union if union > 0 else 0.0
 

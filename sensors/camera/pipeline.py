@@ -30,7 +30,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -44,10 +44,12 @@ from sensors.camera.geometry import (
     bottom_centre,
     detection_regions,
     inside_normalised,
+    intersection,
+    iou,
     nms,
 )
 from sensors.camera.incidents import Incidents, SnapshotSink
-from sensors.camera.inference import DetectorLike
+from sensors.camera.inference import DetectionLike, DetectorLike
 from sensors.camera.motion import MotionDetector, small_gray
 from sensors.camera.sources import EndOfStream, Frame, FrameSource, make_source
 from sensors.camera.tamper import TamperChange, TamperDetector
@@ -70,6 +72,7 @@ class CameraStats:
     detector_frames: int = 0  # frames on which the detector ran
     detector_calls: int = 0  # regions it ran on
     detections: int = 0  # detections that passed the filters
+    rejected: int = 0  # "person" detections turned down by an animal on the same spot
     incidents: int = 0
     opens: int = 0
     open_failures: int = 0
@@ -374,8 +377,12 @@ class CameraPipeline:
                 continue
             crop = np.ascontiguousarray(image[iy0:iy1, ix0:ix1])
             self.stats.detector_calls += 1
-            for d in self.detector.detect(crop):
+            found_here = list(self.detector.detect(crop))
+            for d in found_here:
                 if d.label not in s.labels or d.score < f.min_score:
+                    continue
+                if d.label == "person" and rejected_by(d, found_here, s.reject):
+                    self.stats.rejected += 1
                     continue
                 bx0, by0, bx1, by1 = d.box
                 box = (
@@ -442,3 +449,22 @@ class CameraPipeline:
             "incidents_open": self.incidents.open_zones,
             **self.stats.__dict__,
         }
+
+
+REJECT_IOU = 0.4  # a "person" box overlapping an animal's this much is the same object
+REJECT_COVER = 0.7  # ... or lying this much inside it
+
+
+def rejected_by(
+    person: DetectionLike, found: Sequence[DetectionLike], reject: Sequence[str]
+) -> bool:
+    """A COCO detector that calls a spot both "person" and "cat" is seeing a cat when the cat
+    scores at least as high: an animal never makes a person incident (a person walking a dog
+    overlaps it too little to be turned down)."""
+    for other in found:
+        if other.label not in reject or other.score < person.score:
+            continue
+        inter = intersection(person.box, other.box)
+        if iou(person.box, other.box) >= REJECT_IOU or inter >= REJECT_COVER * area(person.box):
+            return True
+    return False

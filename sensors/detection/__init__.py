@@ -1,4 +1,5 @@
-"""Object detection on the hub: a TFLite model from ``models/``, run on the CPU.
+"""Object detection on the hub: a model from ``models/``, run on the CPU by LiteRT (a .tflite)
+or by OpenCV's DNN module (a TensorFlow frozen graph: ``runtime = "opencv-dnn"``).
 
 ::
 
@@ -40,7 +41,9 @@ DEFAULT_MODEL = "pose-detection"
 
 
 class TFLiteDetector:
-    """A model from the manifest: preprocessing, the runtime, and the model's decoder."""
+    """A model from the manifest: preprocessing, the runtime (LiteRT or OpenCV DNN), and the
+    model's decoder. ``threads`` and ``models_dir`` are what it was loaded with, so the cameras
+    can load another model of the same manifest alike (``sensors.camera.cameras``)."""
 
     def __init__(
         self,
@@ -49,8 +52,13 @@ class TFLiteDetector:
         preprocess: Preprocessor,
         decode: Any,
         min_score: float,
+        *,
+        threads: int = 2,
+        models_dir: Path | None = None,
     ) -> None:
         self.name = spec.name
+        self.threads = threads
+        self.models_dir = models_dir
         self.spec = spec
         self.runtime = runtime
         self.preprocess = preprocess
@@ -83,15 +91,27 @@ def load_detector(
     or the ``models/`` package directory. ``min_score``: drop detections below it (default: the
     manifest's ``min_score`` for the model).
     """
-    from models.manifest import get_spec, read_verified
+    from models.manifest import get_spec, read_verified, read_verified_graph
     from sensors.detection.preprocess import Preprocessor
-    from sensors.detection.runtime import open_runtime
 
     spec = get_spec(name, models_dir)
     if min_score is not None and not 0.0 <= min_score <= 1.0:
         raise ModelError(f"model {name}: min_score must be 0..1, got {min_score}")
     content = read_verified(spec, models_dir)
-    runtime = open_runtime(content, threads=threads, label=f"model {name} ({spec.file})")
+    label = f"model {name} ({spec.file})"
+    runtime: Runtime
+    if spec.runtime == "opencv-dnn":
+        from sensors.detection.dnn import OpenCvDnnRuntime
+
+        graph = read_verified_graph(spec, models_dir)
+        assert graph is not None  # the manifest requires graph_file for opencv-dnn
+        runtime = OpenCvDnnRuntime(
+            content, graph, input_size=spec.input_size, threads=threads, label=label
+        )
+    else:
+        from sensors.detection.runtime import open_runtime
+
+        runtime = open_runtime(content, threads=threads, label=label)
     info = runtime.input
     want = (1, spec.input_size[1], spec.input_size[0], 3)
     if info.shape != want:
@@ -111,7 +131,13 @@ def load_detector(
     )
     decode = _decoder(spec, runtime)
     return TFLiteDetector(
-        spec, runtime, preprocess, decode, spec.min_score if min_score is None else min_score
+        spec,
+        runtime,
+        preprocess,
+        decode,
+        spec.min_score if min_score is None else min_score,
+        threads=threads,
+        models_dir=models_dir,
     )
 
 
@@ -126,6 +152,12 @@ def _decoder(spec: ModelSpec, runtime: Runtime) -> Any:
             max_detections=spec.max_detections,
             label=spec.labels[0],
             model=spec.name,
+        )
+    if spec.decoder == "detection-output":
+        from sensors.detection.detection_output import DetectionOutputDecoder
+
+        return DetectionOutputDecoder(
+            runtime.outputs, spec.labels, max_detections=spec.max_detections, model=spec.name
         )
     if spec.decoder == "ssd":
         from sensors.detection.ssd import SsdDecoder
