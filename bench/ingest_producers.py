@@ -86,7 +86,7 @@ def raw_case(path: Path, events: list[Event], ddl: list[str]) -> Case:
 
 
 def dispatcher_case(path: Path, events: list[Event], ddl: list[str]) -> Case:
-    outbox = GuardedOutbox(path, HUB, max_events=len(events) + 1)
+    outbox = GuardedOutbox(path, HUB)
     dispatcher = Dispatcher(outbox, HubTopics("bench", HUB), receipts=False)
     dispatcher.start()  # no uplink attached: it only commits
     dispatcher.call(lambda o: None).result(timeout=60)  # the outbox is open
