@@ -4,9 +4,10 @@ many it delivers twice.
 ``python -m bench.reconnect`` (``--quick``: shorter outages, one round; ``--outage S`` to choose
 the lengths). Each round runs, in this process, a real Mosquitto (without persistence, its
 default; ``--persistence``: with), the real commune receiver (storing and receipting) and the
-real simulated hub (no camera, no sensor bus, the default ``[uplink]``: receipts on). A telemetry producer emits ``RATE`` events a
-second through the hub's sensor path (``Hub.emit``, waiting for the commit) from before the
-outage to the end; a panic is pressed half-way through the outage. The broker is stopped
+real simulated hub (no camera, no sensor bus, the default ``[uplink]``: receipts on). A
+telemetry producer emits ``RATE`` events a second through the hub's sensor path (``Hub.emit``,
+waiting for the commit) from before the outage to the end; a panic is pressed half-way through
+the outage. The broker is stopped
 (SIGTERM) for the outage, then started again on the same port. Times are from the moment it
 accepts TCP connections again ("back"):
 
