@@ -180,7 +180,9 @@ def since(t: float | None, back: float) -> float | None:
     return None if t is None else round(t - back, 2)
 
 
-def one_outage(root: Path, outage_s: float, persistence: bool) -> dict[str, Any]:
+def one_outage(
+    root: Path, outage_s: float, persistence: bool, resend_on_receiver: bool = True
+) -> dict[str, Any]:
     arrivals = Arrivals()
     with (
         common.mosquitto(persistent=persistence) as broker,
@@ -188,6 +190,10 @@ def one_outage(root: Path, outage_s: float, persistence: bool) -> dict[str, Any]
         sim_hub(broker, root / "hub", camera=False, sensor_bus=False) as hub,
     ):
         uplink = hub.hub.uplink
+        if not resend_on_receiver:
+            # --explore-no-resend: the hub no longer re-sends what is unreceipted when the
+            # receiver says it is back (what a receiver whose session was kept would ask for)
+            uplink.handlers.receiver_online = lambda: None
         wait_until(lambda: uplink.connected, 10, "hub connected")
         delays = uplink._delays  # the hub's own random draw, copied to the bare client
         bare_same = BareClient(broker, delays)
@@ -300,6 +306,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--persistence", action="store_true", help="the broker keeps sessions across its restart"
     )
+    p.add_argument(
+        "--explore-no-resend",
+        action="store_true",
+        help="the hub does not re-send on the receiver's online (with --persistence: the"
+        " duplicates a receiver reporting its kept session would save)",
+    )
     p.add_argument("--rounds", type=int, help=f"rounds per outage (default {ROUNDS}, quick 1)")
     args = p.parse_args(argv)
     outages = args.outage or (QUICK_OUTAGES if args.quick else FULL_OUTAGES)
@@ -309,7 +321,9 @@ def main(argv: list[str] | None = None) -> None:
         for outage in outages:
             root = common.disk_dir(args.data_root, "bench-reconnect-")
             try:
-                runs[outage].append(one_outage(root, outage, args.persistence))
+                runs[outage].append(
+                    one_outage(root, outage, args.persistence, not args.explore_no_resend)
+                )
             finally:
                 shutil.rmtree(root, ignore_errors=True)
             print(f"round {r + 1}, {outage:g} s outage: {runs[outage][-1]}", flush=True)
@@ -346,6 +360,8 @@ def main(argv: list[str] | None = None) -> None:
         args,
         {
             "rate_per_s": RATE,
+            "persistence": args.persistence,
+            "resend_on_receiver_online": not args.explore_no_resend,
             "summaries": summaries,
             "runs": {f"{o:g}": rs for o, rs in runs.items()},
         },
