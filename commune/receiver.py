@@ -334,7 +334,7 @@ class Receiver:
                 )
                 return
             self._connection += 1
-            self._status.new_connection(self._connection)
+            self._status.new_connection(self._connection, bool(flags.session_present))
             log.info(
                 "connected to %s:%d (session present: %s)",
                 self.host,

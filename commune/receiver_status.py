@@ -7,6 +7,10 @@ subscribed, or handed to a share group's member that died, does not wait for the
 timeout. Where the receiver says it is in ``commune.scope``; a receiver of every commune says it
 for a commune once it has receipted an event of it on the current connection (``announce``).
 
+``"session_present": true`` says the broker kept the receiver's session across its absence: what
+was published meanwhile is queued for it and comes now, so hubs re-send nothing (a re-send would
+only arrive twice). Hubs then rely on their receipt timeout for what a full queue dropped.
+
 paho's ``publish`` is thread-safe: ``online`` is called on paho's thread (the SUBACK),
 ``announce`` on the writer thread, ``offline`` by ``stop()``.
 """
@@ -35,22 +39,26 @@ class ReceiverStatus:
         self.scope = scope
         self.client_id = client_id
         self.session = ""  # a fresh uuid4 hex per connection, in the "online" message
+        self.session_present = False  # the broker kept this receiver's session (CONNACK)
         self._connection = 0
         self._announced: dict[str, int] = {}  # commune -> the connection it heard "online" on
         self._lock = threading.Lock()
         client.will_set(scope.will_topic, self.payload("offline"), qos=1, retain=True)
 
     def payload(self, state: str) -> str:
-        body: dict[str, str] = {"state": state, "receiver": self.client_id}
+        body: dict[str, str | bool] = {"state": state, "receiver": self.client_id}
         if state == "online":
-            body |= {"session": self.session, "ts": utc_now_iso()}
+            body["session"] = self.session
+            body["session_present"] = self.session_present
+            body["ts"] = utc_now_iso()
         return json.dumps(body, separators=(",", ":"))
 
-    def new_connection(self, connection: int) -> None:
+    def new_connection(self, connection: int, session_present: bool = False) -> None:
         """A connection was made: a new session id; every commune is to be announced again."""
         with self._lock:
             self._connection = connection
             self.session = uuid.uuid4().hex
+            self.session_present = session_present
 
     def online(self) -> None:
         """The subscription is in place: say so on every status topic known up front."""

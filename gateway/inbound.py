@@ -28,13 +28,15 @@ def parse_receipt(payload: bytes) -> dict[str, Any] | None:
     return obj
 
 
-def parse_receiver_status(payload: bytes) -> str:
-    """The ``state`` of ``{"state": "online", ...}``; ValueError saying what is wrong otherwise."""
+def parse_receiver_status(payload: bytes) -> tuple[str, bool]:
+    """The ``state`` of ``{"state": "online", ...}`` and whether the broker kept the receiver's
+    session (``"session_present": true``; anything else reads as false, so an older receiver's
+    "online" still makes hubs re-send); ValueError saying what is wrong otherwise."""
     obj = loads_untrusted(payload, max_bytes=RECEIVER_STATUS_MAX_BYTES)
     state = obj.get("state") if isinstance(obj, dict) else None
     if not isinstance(state, str):
         raise ValueError('no "state" string')
-    return state
+    return state, obj.get("session_present") is True
 
 
 def parse_ping_echo(payload: bytes) -> int | None:

@@ -122,9 +122,7 @@ class Uplink:
             client_id=settings.client_id,
             protocol=mqtt.MQTTv5,
         )
-        # No limit of paho's own (0): the dispatcher's window bounds the backlog in flight, and
-        # an alarm is never queued behind it (nor walked past on every PUBACK, as under a limit).
-        client.max_inflight_messages_set(max_inflight)
+        client.max_inflight_messages_set(max_inflight)  # 0: the dispatcher's window bounds it
         client.will_set(topics.status, OFFLINE, qos=1, retain=True)
         # paho doubles its reconnect delay from min to max, without jitter of its own: each hub
         # draws its own pair so 4,000 hubs don't reconnect in lockstep after a broker restart.
@@ -488,13 +486,15 @@ class Uplink:
             self.stats.echoes = self._pings.echoes
 
     def _on_receiver_status(self, payload: bytes, retained: bool) -> None:
-        """``{"state": "online", ...}``: the receiver re-subscribed; re-send the unreceipted."""
+        """The receiver re-subscribed: re-send the unreceipted, unless its session was kept."""
         try:
-            state = parse_receiver_status(payload)
+            state, session_present = parse_receiver_status(payload)
         except ValueError as exc:
             self.stats.bad_receiver_status += 1
             log.warning("dropped malformed receiver status (%d bytes): %s", len(payload), exc)
             return
-        if state == "online":
+        if state == "online" and session_present:  # what it missed is queued for it
+            log.info("the commune receiver is back with its session; nothing to re-send")
+        elif state == "online":
             log.info("the commune receiver is online%s", " (retained)" if retained else "")
             self.handlers.receiver_online()

@@ -39,9 +39,10 @@ from commune.validate import (
 )
 from core.events import Event
 from core.topics import HubTopics, receiver_status_topic
+from testkit.broker import running_broker
 from testkit.hubs import outbox_counts, sim_hub
 from testkit.mqtt import Subscriber
-from testkit.receivers import receipt_ids, wait_stats
+from testkit.receivers import Receivers, receipt_ids, wait_stats
 from testkit.waiting import wait_until
 
 COMMUNE = "phuong-9"
@@ -362,6 +363,28 @@ def statuses(sub: Subscriber, count: int) -> list[dict[str, Any]]:
     return [m.json() for m in sub.wait_for(count, timeout=15)]
 
 
+def test_back_with_the_session_a_persistent_broker_kept_it_says_so(
+    tmp_path: Path, hub_topics: HubTopics
+) -> None:
+    # Hubs re-send nothing then: what the receiver missed is queued for it, and comes now.
+    with (
+        running_broker(tmp_path / "broker", persistent=True) as broker,
+        Receivers(broker, hub_topics.commune, tmp_path / "store.sqlite3") as receivers,
+    ):
+        receivers.start()
+        topic = receiver_status_topic(hub_topics.commune)
+        with Subscriber(broker, topic) as sub:
+            assert statuses(sub, 1)[0]["session_present"] is False
+        broker.stop()  # a clean stop: the broker saves the receiver's session
+        broker.start()
+
+        def retained_status() -> dict[str, Any]:
+            with Subscriber(broker, topic) as sub:
+                return statuses(sub, 1)[0]
+
+        wait_until(lambda: retained_status().get("session_present") is True, 20, "back with it")
+
+
 def test_online_after_connecting_and_again_after_a_broker_restart(
     mosquitto: Any, start_receiver: Callable[..., Receiver]
 ) -> None:
@@ -371,6 +394,7 @@ def test_online_after_connecting_and_again_after_a_broker_restart(
         [first] = statuses(sub, 1)
     assert first["state"] == "online" and first["receiver"] == CLIENT_ID
     assert len(first["session"]) == 32 and first["ts"].endswith("Z")
+    assert first["session_present"] is False  # a new session: hubs re-send what it lacks
 
     mosquitto.kill()  # no persistence: the retained status is gone with it
     mosquitto.start()
@@ -378,6 +402,7 @@ def test_online_after_connecting_and_again_after_a_broker_restart(
     with Subscriber(mosquitto, topic) as sub:
         [again] = statuses(sub, 1)
         assert again["state"] == "online" and again["session"] != first["session"]
+        assert again["session_present"] is False  # the broker forgot it: hubs must re-send
 
         receiver.stop()
         [_, last] = statuses(sub, 2)

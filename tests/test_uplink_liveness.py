@@ -226,9 +226,16 @@ def test_the_receivers_online_message_resends_what_is_unreceipted(
         hub.hub.dispatcher.call(lambda outbox: None).result(timeout=10)  # after any re-send
         assert hub.hub.dispatcher.stats.resent == 0
 
-        publish_once(
-            mosquitto, topic, json.dumps({"state": "online", "receiver": "r1"}), retain=True
-        )
+        # Back with the session the broker kept: what it missed is queued for it, a re-send
+        # would arrive twice. (The malformed one after it shows the first was taken.)
+        kept = {"state": "online", "receiver": "r1", "session_present": True}
+        publish_once(mosquitto, topic, [json.dumps(kept), b"[[["])
+        wait_until(lambda: hub.hub.uplink_health()["bad_receiver_status"] == 3, what="counted")
+        hub.hub.dispatcher.call(lambda outbox: None).result(timeout=10)
+        assert hub.hub.dispatcher.stats.resent == 0
+
+        fresh = {"state": "online", "receiver": "r1", "session_present": False}
+        publish_once(mosquitto, topic, json.dumps(fresh), retain=True)
 
         def twice(messages: list[Message]) -> bool:
             seen = [m.json()["id"] for m in messages]
