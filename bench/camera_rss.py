@@ -14,14 +14,20 @@ core can carry at 5 fps = 1 / that share. The virtual camera draws each frame (s
 sensor noise), which stands in for decoding a real camera's stream: its cost per frame is
 measured in this process on the same pictures and shown apart ("pipeline only").
 
+Where the memory goes: a child process loads the camera path's parts one by one (the hub's
+own modules, numpy, OpenCV, the camera modules, LiteRT, the model allocated, the virtual
+camera drawn, a frame through the detector, a snapshot encoded), RSS after each.
+
 Target: RSS of the hub with its camera and the model loaded <= 120 MB, peak included.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +44,50 @@ TARGET_MB = 120.0
 FPS = 5.0
 WALK_S = 6.0
 SETTLE_S = 3.0  # the camera learns its view (tamper) and the first frames go through
+
+
+BREAKDOWN = """
+import json, sys
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+steps = [("python", rss())]
+def step(name):
+    steps.append((name, rss()))
+import gateway.service, tuquan.cli
+step("the hub's modules")
+import numpy
+step("numpy")
+import cv2
+step("OpenCV")
+import sensors.camera.cameras, hw_sim.camera
+step("camera modules, simulator")
+from sensors.detection.runtime import _interpreter_class
+_interpreter_class()
+step("LiteRT runtime")
+from sensors.detection import load_detector
+detector = load_detector()
+step("pose-detection loaded, tensors allocated")
+camera = hw_sim.camera.VirtualCamera("cam-1")
+camera.open()
+step("virtual camera drawn")
+frame = camera.read()
+detector.detect(frame.image)
+step("a frame, one detection")
+from sensors.camera.snapshots import crop_jpeg
+crop_jpeg(frame.image, (0.0, 0.0, 120.0, 200.0))
+step("a snapshot encoded")
+print(json.dumps(steps))
+"""
+
+
+def breakdown() -> list[tuple[str, float]]:
+    """RSS (MB) after each part of the camera path, loaded one by one in a fresh process."""
+    out = subprocess.run(
+        [sys.executable, "-c", BREAKDOWN], capture_output=True, text=True, check=True
+    ).stdout
+    return [(name, round(mb, 1)) for name, mb in json.loads(out.splitlines()[-1])]
 
 
 def render_ms(frames: int) -> dict[str, float]:
@@ -215,6 +265,12 @@ def main(argv: list[str] | None = None) -> None:
         ["case", "per camera", "whole hub", "per frame", "pipeline only", "cameras per core"],
         cpu_rows,
     )
+    parts = breakdown()
+    common.table(
+        "Where the memory goes (one process, the camera path's parts loaded one by one)",
+        ["part", "RSS after", "added"],
+        [[name, mb, round(mb - parts[max(0, i - 1)][1], 1)] for i, (name, mb) in enumerate(parts)],
+    )
     incidents = [r["incidents"] for r in cam]
     print(
         f"\nincidents while people walked through ({WALK_S:.0f} s each, back to back, so the "
@@ -236,6 +292,7 @@ def main(argv: list[str] | None = None) -> None:
             "without_cameras": base,
             "with_camera": cam,
             "render_ms": render,
+            "breakdown_mb": dict(parts),
             "cpu_per_camera": {"still": round(still, 4), "walking": round(walking, 4)},
             "cameras_per_core": per_core,
             "peak_mb": peak,

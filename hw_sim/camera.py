@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from hw_sim.board import SimError
-from hw_sim.scene import PlainRandom, SensorNoise, paste, person, street
+from hw_sim.scene import PlainRandom, SensorNoise, paste, person, sample_picture, street
 from sensors.camera.sources import Frame, SourceError
 
 DEFAULT_SIZE = (320, 240)
@@ -117,6 +117,7 @@ class VirtualCamera:
             self._wide = street(*wide, rng=PlainRandom(self.seed))
             self._sprite = person(round(self.height * PERSON_SHARE))
             self._noise = SensorNoise((self.height, self.width, 3), seed=self.seed)
+            sample_picture.cache_clear()  # the decoded photographs (1 MB) are drawn in now
             release_free_memory()
         self.is_open = True
 

@@ -48,27 +48,34 @@ class PlainRandom:
 
 
 class SensorNoise:
-    """Sensor noise for a live picture of one size, without numpy.random: ``patterns`` noise
-    patterns drawn once with OpenCV's generator, one picked at random for each frame, added
-    with saturating ``uint8`` arithmetic (no wider copies of the frame)."""
+    """Sensor noise for a live picture of one size, without numpy.random: one noise pattern
+    ``PATTERN_STEP`` x (``patterns`` - 1) rows taller than the picture, drawn once with OpenCV's
+    generator; each frame takes the picture's height of it from one of ``patterns`` row offsets
+    picked at random (every pixel then gets another draw, at a quarter of the memory of a
+    pattern per offset), added in place with saturating ``uint8`` arithmetic."""
+
+    PATTERN_STEP = 8  # rows between two offsets
 
     def __init__(
         self, shape: tuple[int, ...], sigma: float = 2.0, patterns: int = 4, seed: int = 1234
     ) -> None:
         self._pick = random.Random(seed)
-        self._bank: list[tuple[np.ndarray, np.ndarray]] = []
+        self._height = shape[0]
+        self._offsets = [n * self.PATTERN_STEP for n in range(max(1, patterns))]
+        tall = (shape[0] + self._offsets[-1], *shape[1:])
         cv2.setRNGSeed(seed)
-        for _ in range(patterns):
-            noise = np.empty((int(np.prod(shape)), 1), np.int16)  # OpenCV rounds the draws
-            cv2.randn(noise, np.array([0.0]), np.array([sigma]))
-            up = np.clip(noise, 0, 255).astype(np.uint8).reshape(shape)
-            down = np.clip(-noise, 0, 255).astype(np.uint8).reshape(shape)
-            self._bank.append((up, down))
+        noise = np.empty((int(np.prod(tall)), 1), np.int16)  # OpenCV rounds the draws
+        cv2.randn(noise, np.array([0.0]), np.array([sigma]))
+        self._up = np.clip(noise, 0, 255).astype(np.uint8).reshape(tall)
+        self._down = np.clip(-noise, 0, 255).astype(np.uint8).reshape(tall)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        up, down = self._bank[self._pick.randrange(len(self._bank))]
-        out: np.ndarray = cv2.subtract(cv2.add(frame, up), down)
-        return out
+        """``frame`` with noise added (in place; it is returned)."""
+        top = self._pick.choice(self._offsets)
+        rows = slice(top, top + self._height)
+        cv2.add(frame, self._up[rows], dst=frame)
+        cv2.subtract(frame, self._down[rows], dst=frame)
+        return frame
 
 
 @functools.cache

@@ -22,7 +22,7 @@ from sensors.camera.geometry import Box, detection_regions, iou
 from sensors.camera.inference import SharedDetector
 from sensors.camera.pipeline import CameraPipeline
 from sensors.camera.schedule import Schedule
-from sensors.camera.snapshots import SnapshotStore
+from sensors.camera.snapshots import SnapshotStore, crop_jpeg
 from sensors.camera.sources import Frame
 from sensors.camera.tracker import Seen, Tracker
 from settings.cameras import (
@@ -362,6 +362,21 @@ def test_snapshot_store_keeps_the_newest_under_its_cap(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp"))
     with pytest.raises(ValueError):
         store.put("../../etc/passwd", b"x")
+
+
+def test_a_snapshot_is_a_jpeg_of_the_crop_in_its_own_colours_the_receiver_accepts() -> None:
+    from commune.snapshots import is_jpeg
+
+    frame = np.zeros((240, 320, 3), np.uint8)
+    frame[:, :160] = (200, 40, 30)  # red on the left, blue on the right: RGB, not BGR
+    frame[:, 160:] = (30, 40, 200)
+    jpeg = crop_jpeg(frame, (100.0, 20.0, 220.0, 220.0), quality=85)
+    assert is_jpeg(jpeg)
+    picture = Image.open(io.BytesIO(jpeg))
+    assert picture.format == "JPEG" and picture.mode == "RGB" and picture.size == (120, 200)
+    pixels = np.asarray(picture).astype(int)
+    assert np.abs(pixels[100, 20] - (200, 40, 30)).max() < 12
+    assert np.abs(pixels[100, 100] - (30, 40, 200)).max() < 12
 
 
 def test_a_person_lingering_in_the_zone_is_still_one_incident(detector: Any) -> None:

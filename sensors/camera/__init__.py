@@ -1,10 +1,10 @@
 """Cameras: frames in, ``person``, ``camera_tamper`` and ``camera_offline`` events out.
 
 Like the other drivers, cameras know nothing of MQTT, SQLite or the simulator: they report
-through the ``emit`` callable they are given and hand snapshots to a sink callable. numpy,
-OpenCV and Pillow are imported only by the modules that need them, and ``picamera2`` only when
-a Pi camera opens, so a hub without cameras never loads them; ``import sensors.camera`` needs
-none of them.
+through the ``emit`` callable they are given and hand snapshots to a sink callable. numpy and
+OpenCV (which encodes the snapshots too) are imported only by the modules that need them, and
+``picamera2`` only when a Pi camera opens, so a hub without cameras never loads them;
+``import sensors.camera`` needs none of them.
 
 Settings are the configuration's own models (``settings.cameras``: frozen pydantic models that
 check themselves, raising ``ValueError`` that names the field), read from ``[[cameras]]`` or
