@@ -23,15 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from bench import common
-from core.events import Event
 from sensors.camera.geometry import detection_regions
-from sensors.camera.pipeline import CameraPipeline
 from sensors.detection import load_detector
 from settings.cameras import CameraConfig, MotionConfig, TamperConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import detection_scenes as scenes  # noqa: E402
-from camera_scenes import FakeClock  # noqa: E402
 
 MODELS = ("pose-detection", "ssd-mobilenet-v2")
 ROLES = ("doorway", "gate")
@@ -84,17 +81,6 @@ def stills(detectors: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def play(path: Path, settings: CameraConfig, detector: Any) -> list[Event]:
-    clock = FakeClock()
-    events: list[Event] = []
-    pipe = CameraPipeline(
-        settings, emit=events.append, detector=detector, clock=clock, sleep=clock.sleep
-    )
-    pipe.run()
-    assert pipe.ended and pipe.stats.errors == 0, pipe.stats
-    return [e for e in events if e.kind == "person" and e.qualifier == "E"]
-
-
 def camera(path: Path, role: str) -> CameraConfig:
     return CameraConfig(
         name="gate-1",
@@ -116,7 +102,8 @@ def clips(detectors: dict[str, Any], shares: tuple[float, ...]) -> list[dict[str
                 row: dict[str, Any] = {"subject": subject, "share": share}
                 for role in ROLES:
                     settings = camera(path, role)
-                    row[role] = len(play(path, settings, detectors[settings.model_for(None)]))
+                    detector = detectors[settings.model_for(None)]
+                    row[role] = len(scenes.play(path, settings, detector))
                 rows.append(row)
     return rows
 

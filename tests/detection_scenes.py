@@ -13,12 +13,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import matplotlib.cbook
 import numpy as np
+from camera_scenes import FakeClock
 
+from core.events import Event
 from hw_sim.scene import noisy, paste, sample_picture
+from sensors.camera.pipeline import CameraPipeline
+from settings.cameras import CameraConfig
 
 WIDTH, HEIGHT = 640, 480
 PEOPLE = ("astronaut", "cameraman", "grace_hopper")
@@ -131,3 +136,16 @@ VARIANTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "15 %": lambda im: pasted(im, 0.15)[0],
     "8 %": lambda im: pasted(im, 0.08)[0],
 }
+
+
+def play(path: Path, settings: CameraConfig, detector: Any) -> list[Event]:
+    """The person incidents a camera with ``settings`` makes of the clip at ``path`` (its file
+    source, on a fake clock, to the end)."""
+    clock = FakeClock()
+    events: list[Event] = []
+    pipe = CameraPipeline(
+        settings, emit=events.append, detector=detector, clock=clock, sleep=clock.sleep
+    )
+    pipe.run()
+    assert pipe.ended and pipe.stats.errors == 0, pipe.stats
+    return [e for e in events if e.kind == "person" and e.qualifier == "E"]

@@ -12,14 +12,12 @@ from typing import Any
 import detection_scenes as scenes
 import numpy as np
 import pytest
-from camera_scenes import FakeClock
 
 from core.errors import ConfigError
-from core.events import Event
 from models.manifest import ModelError, get_spec, status
 from sensors.camera.cameras import Cameras
 from sensors.camera.geometry import detection_regions
-from sensors.camera.pipeline import CameraPipeline, rejected_by
+from sensors.camera.pipeline import rejected_by
 from sensors.detection import Detection, load_detector
 from settings.cameras import CameraConfig, TamperConfig
 from settings.loading import parse_config
@@ -77,17 +75,6 @@ def test_the_ssd_sees_a_person_8_percent_of_the_frame_tall_in_a_gate_region(ssd:
     assert found and found[0].score >= gate.filters.threshold
 
 
-def play(path: Path, settings: CameraConfig, detector: Any) -> list[Event]:
-    clock = FakeClock()
-    events: list[Event] = []
-    pipe = CameraPipeline(
-        settings, emit=events.append, detector=detector, clock=clock, sleep=clock.sleep
-    )
-    pipe.run()
-    assert pipe.ended and pipe.stats.errors == 0
-    return [e for e in events if e.kind == "person" and e.qualifier == "E"]
-
-
 @pytest.mark.parametrize(("subject", "incidents"), [("cat", 0), ("astronaut", 1)])
 def test_a_gate_camera_reports_the_person_crossing_and_not_the_cat(
     ssd: Any, tmp_path: Path, subject: str, incidents: int
@@ -101,7 +88,7 @@ def test_a_gate_camera_reports_the_person_crossing_and_not_the_cat(
         role="gate",
         tamper=TamperConfig(enabled=False),
     )
-    assert len(play(path, gate, ssd)) == incidents
+    assert len(scenes.play(path, gate, ssd)) == incidents
 
 
 def test_a_person_on_the_spot_of_a_higher_scoring_animal_is_turned_down() -> None:
