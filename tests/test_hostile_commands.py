@@ -11,6 +11,7 @@ import pytest
 
 from core.safe_json import loads_untrusted, nesting_depth
 from core.topics import HubTopics
+from gateway.inbound import parse_receiver_status
 from testkit.hubs import COMMUNE, HUB, sim_hub
 from testkit.mqtt import Subscriber
 from testkit.waiting import wait_until
@@ -93,3 +94,30 @@ def test_a_remote_silence_is_answered_and_recorded_once_with_who_sent_it(
     assert len(events.messages) == 1
     silenced = [r.getMessage() for r in caplog.records if "silenced (" in r.getMessage()]
     assert silenced[:1] == ["output siren silenced (remote command by officer-7)"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (b'{"state":"online","session_present":true}', ("online", True)),
+        (b'{"state":"online"}', ("online", False)),  # an older receiver: hubs re-send
+        (b'{"state":"online","session_present":"true"}', ("online", False)),
+        (b'{"state":"online","session_present":1}', ("online", False)),
+        (b'{"state":"online","session_present":1e30}', ("online", False)),
+        (b'{"state":"online","session_present":[[[true]]]}', ("online", False)),
+    ],
+)
+def test_a_receiver_status_kept_session_is_only_a_json_true(
+    payload: bytes, expected: tuple[str, bool]
+) -> None:
+    # Anything but true re-sends: the safe side, as a re-send costs duplicates, never events.
+    assert parse_receiver_status(payload) == expected
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"state":NaN}', b"x" * 10_000, b'{"state":7}', b"\xff"],
+)
+def test_a_hostile_receiver_status_is_refused_with_a_value_error(payload: bytes) -> None:
+    with pytest.raises(ValueError):
+        parse_receiver_status(payload)
