@@ -162,3 +162,21 @@ def test_a_file_that_is_not_a_database_is_moved_aside(tmp_path: Path) -> None:
     assert reports[0].data["quarantined"] == aside[0].name
     with pytest.raises(sqlite3.DatabaseError):
         sqlite3.connect(aside[0]).execute("SELECT 1 FROM outbox")
+
+
+def test_when_the_seq_record_cannot_be_written_nothing_is_numbered_ahead_of_its_commit(
+    tmp_path: Path,
+) -> None:
+    box = opened(tmp_path / "outbox.sqlite3")
+    box.insert([event() for _ in range(1000)])  # reserved through 2000 now
+    record = box.seq_record.path
+    record.unlink()
+    record.mkdir()  # the record can no longer be replaced, as on a full or failing disk
+    (record / "x").write_text("in the way")
+    box.insert([event() for _ in range(600)])  # numbering goes on; the top-up fails
+    assert box.last_seq == 1600 and box.seq_record.reserved == 2000
+    # Past half the block with no new one on disk: an alarm is not published before its
+    # commit, whose seq a crash could otherwise leave published and not reserved.
+    assert box.number([event("panic")]) is None
+    assert box.insert([event("panic")])[0].seq == 1601
+    box.close()
